@@ -1,0 +1,57 @@
+"""Runtime: where an environment's components run (local processes or Kubernetes)."""
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    name: str
+    image: str
+    port: int
+    health_paths: tuple[str, ...]
+    start_command: str
+    exposed: bool
+    host: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Everything a runtime needs to run one environment; built by the pipeline."""
+
+    env_key: str
+    project: str
+    repository: str
+    branch: str
+    commit: str
+    components: tuple[ComponentSpec, ...]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class Runtime(ABC):
+    @abstractmethod
+    def render(self, target: Target) -> str:
+        """What apply will create, as text for the environment page."""
+
+    @abstractmethod
+    def apply(self, target: Target, log: Log) -> None:
+        """Make the components run at target.commit; leave alone what already does."""
+
+    @abstractmethod
+    def wait_ready(self, target: Target, log: Log, timeout: float) -> dict[str, str]:
+        """Wait until every component is ready; return the URL of each exposed component."""
+
+    @abstractmethod
+    def address(self, target: Target) -> str | None:
+        """The load balancer address DNS records should point at, if the runtime has one."""
+
+    @abstractmethod
+    def delete(self, env_key: str, log: Log) -> None:
+        """Remove everything of the environment; not an error when it is already gone."""
+
+    @abstractmethod
+    def logs(self, env_key: str, component: str, lines: int = 200) -> str: ...

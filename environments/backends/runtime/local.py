@@ -1,0 +1,303 @@
+"""Embedded runtime: each component a detached local process in a git worktree of the branch.
+
+Layout under PORTAL_VAR_DIR/runtime/<env_key>/: `src/` (the worktree), `<component>.json`
+(pid, process start time, port, commit), `logs/<component>.log`.
+"""
+
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from environments import git, probes
+from environments.backends import BackendError
+from environments.backends.runtime import ComponentSpec, Log, Runtime, Target
+
+# Only these of the portal's own variables reach a preview process: never its secrets.
+PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+STOP_GRACE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Process:
+    pid: int
+    start_time: int
+    port: int
+    commit: str
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = raw.rpartition(")")[2].split()
+    return fields[0], int(fields[19])
+
+
+def is_alive(process: Process) -> bool:
+    stat = _proc_stat(process.pid)
+    return stat is not None and stat[0] not in {"Z", "X"} and stat[1] == process.start_time
+
+
+def _free_port(preferred: int | None) -> int:
+    for candidate in (preferred or 0, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise BackendError("no free loopback port", retryable=True)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+class LocalRuntime(Runtime):
+    def __init__(self) -> None:
+        self.root = Path(settings.VAR_DIR) / "runtime"
+        self.mirrors = Path(settings.VAR_DIR) / "git"
+
+    def _dir(self, key: str) -> Path:
+        return self.root / key
+
+    def _worktree(self, key: str) -> Path:
+        return self._dir(key) / "src"
+
+    def _log_path(self, key: str, component: str) -> Path:
+        return self._dir(key) / "logs" / f"{component}.log"
+
+    def _record_path(self, key: str, component: str) -> Path:
+        return self._dir(key) / f"{component}.json"
+
+    def process(self, key: str, component: str) -> Process | None:
+        try:
+            return Process(**json.loads(self._record_path(key, component).read_text()))
+        except FileNotFoundError:
+            return None
+
+    def environment_keys(self) -> list[str]:
+        """Every environment that has anything on this machine (for the reconciler)."""
+        return sorted(p.name for p in self.root.iterdir()) if self.root.exists() else []
+
+    def render(self, target: Target) -> str:
+        lines = [f"# local runtime: worktree of {target.commit[:12]} in {self._worktree(target.env_key)}"]
+        for spec in target.components:
+            health = ", ".join(spec.health_paths) or "(port accepts connections)"
+            lines += [
+                f"{spec.name}:",
+                f"  command: {spec.start_command}",
+                f"  ready when: {health} answers 2xx",
+                f"  exposed: {'yes' if spec.exposed else 'no'}",
+                "  env: " + ", ".join(sorted({**target.env, **spec.env, "PORT": ""})),
+            ]
+        return "\n".join(lines) + "\n"
+
+    def apply(self, target: Target, log: Log) -> None:
+        key = target.env_key
+        current = {spec.name: self.process(key, spec.name) for spec in target.components}
+        up_to_date = {
+            name for name, proc in current.items()
+            if proc and proc.commit == target.commit and is_alive(proc)
+        }
+        if len(up_to_date) == len(target.components):
+            log(f"all {len(up_to_date)} components already run {target.commit[:12]}")
+            return
+        if self._checked_out(key) != target.commit:
+            for name in current:
+                self._stop(key, name, log)
+            up_to_date = set()
+            self._checkout(target, log)
+        for spec in target.components:
+            if spec.name not in up_to_date:
+                self._start(target, spec, current[spec.name], log)
+
+    def wait_ready(self, target: Target, log: Log, timeout: float) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        urls = {}
+        for spec in target.components:
+            proc = self.process(target.env_key, spec.name)
+            if proc is None:
+                raise BackendError(f"{spec.name} was never started")
+            self._wait_component(target.env_key, spec, proc, deadline, log)
+            if spec.exposed:
+                urls[spec.name] = f"http://127.0.0.1:{proc.port}/"
+        return urls
+
+    def address(self, target: Target) -> str | None:
+        return None
+
+    def delete(self, env_key: str, log: Log) -> None:
+        directory = self._dir(env_key)
+        if not directory.exists():
+            log("nothing of this environment is on this machine")
+            return
+        for record in sorted(directory.glob("*.json")):
+            self._stop(env_key, record.stem, log)
+        self._remove_worktree(env_key, log)
+        shutil.rmtree(directory, ignore_errors=True)
+        log(f"removed {directory}")
+
+    def logs(self, env_key: str, component: str, lines: int = 200) -> str:
+        path = self._log_path(env_key, component)
+        try:
+            with path.open("rb") as handle:
+                handle.seek(max(0, path.stat().st_size - 64 * 1024))
+                text = handle.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _mirror(self, target: Target) -> Path:
+        return self.mirrors / f"{target.project}.git"
+
+    def _sync_mirror(self, target: Target, log: Log) -> Path:
+        mirror = self._mirror(target)
+        with _locked(self.mirrors / f"{target.project}.lock"):
+            if not (mirror / "HEAD").exists():
+                shutil.rmtree(mirror, ignore_errors=True)
+                git.run("clone", "--mirror", "--quiet", "--", target.repository, str(mirror))
+                log(f"cloned {target.repository}")
+            else:
+                git.run("--git-dir", str(mirror), "fetch", "--prune", "--quiet", "origin")
+                log(f"fetched {target.repository}")
+        return mirror
+
+    def _checked_out(self, key: str) -> str | None:
+        worktree = self._worktree(key)
+        if not (worktree / ".git").exists():
+            return None
+        try:
+            return git.run("-C", str(worktree), "rev-parse", "HEAD").strip()
+        except BackendError:
+            return None
+
+    def _checkout(self, target: Target, log: Log) -> None:
+        mirror = self._sync_mirror(target, log)
+        worktree = self._worktree(target.env_key)
+        with _locked(self.mirrors / f"{target.project}.lock"):
+            if worktree.exists():
+                shutil.rmtree(worktree)
+                git.run("--git-dir", str(mirror), "worktree", "prune")
+            git.run(
+                "--git-dir", str(mirror), "worktree", "add", "--detach", "--force",
+                str(worktree), target.commit,
+            )
+        log(f"checked out {target.commit[:12]} of {target.branch!r} in {worktree}")
+
+    def _remove_worktree(self, key: str, log: Log) -> None:
+        worktree = self._worktree(key)
+        gitfile = worktree / ".git"
+        mirror = None
+        if gitfile.is_file():
+            # "gitdir: <mirror>/worktrees/<name>": the mirror that must forget this worktree.
+            mirror = Path(gitfile.read_text().split(":", 1)[1].strip()).parent.parent
+        shutil.rmtree(worktree, ignore_errors=True)
+        if mirror and mirror.exists():
+            git.run("--git-dir", str(mirror), "worktree", "prune")
+            log(f"removed worktree {worktree}")
+
+    def _start(self, target: Target, spec: ComponentSpec, old: Process | None, log: Log) -> None:
+        key = target.env_key
+        if not spec.start_command:
+            raise BackendError(f"component {spec.name} has no start command for the local runtime")
+        port = _free_port(old.port if old else None)
+        log_path = self._log_path(key, spec.name)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        pidfile = self._dir(key) / f"{spec.name}.pid"
+        pidfile.unlink(missing_ok=True)
+        environ = {name: os.environ[name] for name in PASSED_THROUGH if name in os.environ}
+        environ.update(target.env)
+        environ.update(spec.env)
+        environ.update({"PORT": str(port), "PYTHONUNBUFFERED": "1"})
+        # setsid -f: the process leads its own session (one group to stop at teardown) and is
+        # not our child, so it outlives the worker that started it.
+        script = 'echo $$ > "$0"; exec /bin/sh -c "$1"'
+        with log_path.open("ab") as out:
+            subprocess.run(
+                ["setsid", "-f", "/bin/sh", "-c", script, str(pidfile), spec.start_command],
+                cwd=self._worktree(key), env=environ, stdin=subprocess.DEVNULL,
+                stdout=out, stderr=subprocess.STDOUT, check=True, timeout=30,
+            )
+        pid = self._read_pid(pidfile)
+        stat = _proc_stat(pid)
+        if stat is None:
+            raise BackendError(f"{spec.name} exited at once:\n{self.logs(key, spec.name, 20)}")
+        record = Process(pid=pid, start_time=stat[1], port=port, commit=target.commit)
+        self._record_path(key, spec.name).write_text(json.dumps(asdict(record)))
+        log(f"started {spec.name} (pid {pid}) on port {port}: {spec.start_command}")
+
+    @staticmethod
+    def _read_pid(pidfile: Path) -> int:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            text = pidfile.read_text().strip() if pidfile.exists() else ""
+            if text:
+                pidfile.unlink()
+                return int(text)
+            time.sleep(0.01)
+        raise BackendError("the process did not report its pid", retryable=True)
+
+    def _stop(self, key: str, component: str, log: Log) -> None:
+        proc = self.process(key, component)
+        if proc is None:
+            return
+        if is_alive(proc):
+            self._signal(proc, signal.SIGTERM)
+            deadline = time.monotonic() + STOP_GRACE_SECONDS
+            while is_alive(proc) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if is_alive(proc):
+                self._signal(proc, signal.SIGKILL)
+            log(f"stopped {component} (pid {proc.pid})")
+        else:
+            log(f"{component} (pid {proc.pid}) was not running")
+        self._record_path(key, component).unlink(missing_ok=True)
+
+    @staticmethod
+    def _signal(proc: Process, sig: signal.Signals) -> None:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def _wait_component(
+        self, key: str, spec: ComponentSpec, proc: Process, deadline: float, log: Log
+    ) -> None:
+        paths = spec.health_paths or ("",)
+        for path in paths:
+            url = f"http://127.0.0.1:{proc.port}{path}"
+            last = ""
+            while True:
+                if not is_alive(proc):
+                    tail = self.logs(key, spec.name, 20)
+                    raise BackendError(f"{spec.name} (pid {proc.pid}) died while starting:\n{tail}")
+                answer = probes.get(url) if path else probes.connect("127.0.0.1", proc.port)
+                if answer.ok:
+                    log(f"{spec.name}: {path or 'port ' + str(proc.port)} answered {answer.summary}")
+                    break
+                last = answer.summary
+                if time.monotonic() > deadline:
+                    tail = self.logs(key, spec.name, 20)
+                    raise BackendError(
+                        f"{spec.name} did not answer {url} with 2xx in time "
+                        f"(last: {last}); last log lines:\n{tail}",
+                        retryable=True,
+                    )
+                time.sleep(0.1)

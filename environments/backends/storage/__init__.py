@@ -1,0 +1,16 @@
+"""Report storage: smoke reports under deterministic keys, and links to them."""
+
+from abc import ABC, abstractmethod
+
+
+class Reports(ABC):
+    @abstractmethod
+    def save(self, key: str, content: bytes, content_type: str) -> None:
+        """Store under `key`, replacing what is there (so a repeated step writes the same)."""
+
+    @abstractmethod
+    def read(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def url(self, key: str) -> str:
+        """An absolute link to the report."""

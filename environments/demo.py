@@ -1,0 +1,59 @@
+"""The demo project: examples/demo turned into a git repository with a few branches."""
+
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+from django.conf import settings
+
+from environments import git
+from environments.models import Component, Project
+
+SOURCE = Path(settings.BASE_DIR) / "examples" / "demo"
+UNICODE_BRANCH = "feature/ünïcode-✨"
+# branch -> files written on top of main
+BRANCHES: dict[str, dict[str, str]] = {
+    "feature/checkout": {"banner.txt": "Demo shop — new checkout\n"},
+    UNICODE_BRANCH: {"banner.txt": "Demo shop — ünïcode ✨ edition\n"},
+    "broken/crash-on-start": {"crash-on-start": "components of this branch exit at start\n"},
+}
+IDENTITY = ("-c", "user.name=Preview Portal", "-c", "user.email=portal@example.invalid")
+
+
+def build_repository(path: Path) -> Path:
+    """Create the demo repository at `path` unless it is there already."""
+    if (path / ".git").exists():
+        return path
+    shutil.copytree(SOURCE, path, ignore=shutil.ignore_patterns("__pycache__"))
+    here = str(path)
+    git.run("init", "--quiet", "--initial-branch=main", here)
+    git.run("-C", here, "add", "-A")
+    git.run("-C", here, *IDENTITY, "commit", "--quiet", "-m", "Demo shop")
+    for branch, files in BRANCHES.items():
+        git.run("-C", here, "checkout", "--quiet", "-b", branch, "main")
+        for name, content in files.items():
+            (path / name).write_text(content)
+        git.run("-C", here, "add", "-A")
+        git.run("-C", here, *IDENTITY, "commit", "--quiet", "-m", f"Demo change on {branch}")
+    git.run("-C", here, "checkout", "--quiet", "main")
+    return path
+
+
+def register(repository: Path, name: str = "demo") -> Project:
+    project, _ = Project.objects.update_or_create(
+        name=name,
+        defaults={"repository": str(repository), "github_repository": "preview-portal/demo"},
+    )
+    command = f"{shlex.quote(sys.executable)} app.py"
+    for position, role in enumerate(("web", "api")):
+        Component.objects.update_or_create(
+            project=project, name=role,
+            defaults={
+                "position": position, "port": 8080, "health_paths": ["/healthz"],
+                "env_vars": {"ROLE": role}, "start_command": command,
+                "image": f"ghcr.io/preview-portal/demo-{role}:{{commit}}",
+            },
+        )
+    return project
+

@@ -1,0 +1,367 @@
+"""What the portal knows: projects, environments, their runs and steps, DB slots, the audit log."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+dns_label = RegexValidator(
+    r"^[a-z0-9]([a-z0-9-]{0,28}[a-z0-9])?$",
+    "Use 1-30 lower-case letters, digits and inner hyphens (it becomes part of a DNS name).",
+)
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=30, unique=True, validators=[dns_label])
+    repository = models.CharField(
+        max_length=500, help_text="Git URL or path the branches are read from."
+    )
+    github_repository = models.CharField(
+        max_length=200, blank=True, help_text="owner/name, what GitHub webhooks are matched on."
+    )
+    ttl_hours = models.FloatField(
+        null=True, blank=True, help_text="Lifetime of an environment; empty: portal default."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Component(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="components")
+    name = models.CharField(max_length=30, validators=[dns_label])
+    image = models.CharField(max_length=300, blank=True)
+    port = models.PositiveIntegerField(default=8000)
+    health_paths = models.JSONField(default=list, blank=True)
+    env_vars = models.JSONField(default=dict, blank=True)
+    start_command = models.CharField(
+        max_length=500, blank=True, help_text="Local runtime: shell command run in the worktree."
+    )
+    exposed = models.BooleanField(default=True, help_text="Gets a URL of its own.")
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="component_name_per_project")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project.name}/{self.name}"
+
+
+class EnvironmentStatus(models.TextChoices):
+    QUEUED = "queued"
+    PROVISIONING = "provisioning"
+    VERIFYING = "verifying"
+    READY = "ready"
+    DEGRADED = "degraded"
+    FAILED = "failed"
+    TEARING_DOWN = "tearing_down"
+    TORN_DOWN = "torn_down"
+
+
+# Work is under way: pages poll while an environment is in one of these.
+IN_PROGRESS = frozenset(
+    {
+        EnvironmentStatus.QUEUED,
+        EnvironmentStatus.PROVISIONING,
+        EnvironmentStatus.VERIFYING,
+        EnvironmentStatus.TEARING_DOWN,
+    }
+)
+TERMINAL = frozenset({EnvironmentStatus.TORN_DOWN})
+# Holds (or may hold) resources: everything that is not torn down.
+ACTIVE = frozenset(EnvironmentStatus) - TERMINAL
+
+
+class EnvironmentQuerySet(models.QuerySet["Environment"]):
+    def active(self) -> EnvironmentQuerySet:
+        return self.exclude(status__in=TERMINAL)
+
+    def in_progress(self) -> EnvironmentQuerySet:
+        return self.filter(status__in=IN_PROGRESS)
+
+    def expired(self, now: datetime) -> EnvironmentQuerySet:
+        return self.active().filter(expires_at__lte=now)
+
+    def queued_oldest_first(self) -> EnvironmentQuerySet:
+        return self.filter(status=EnvironmentStatus.QUEUED).order_by("queued_at", "id")
+
+
+class Environment(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="environments")
+    branch = models.CharField(max_length=255)
+    commit = models.CharField(max_length=40, blank=True)
+    pull_request = models.PositiveIntegerField(null=True, blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    status = models.CharField(
+        max_length=20, choices=EnvironmentStatus.choices, default=EnvironmentStatus.QUEUED
+    )
+    status_detail = models.TextField(blank=True, help_text="Why it is failed or degraded.")
+    env_key = models.CharField(max_length=32, db_index=True)
+    urls = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    objects = EnvironmentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "branch"],
+                condition=~Q(status=EnvironmentStatus.TORN_DOWN),
+                name="one_live_environment_per_branch",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project.name}:{self.branch}"
+
+    @property
+    def in_progress(self) -> bool:
+        return self.status in IN_PROGRESS
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def slot(self) -> DbSlot | None:
+        return DbSlot.objects.filter(environment=self).first()
+
+    def latest_run(self) -> Run | None:
+        return self.runs.order_by("-id").first()
+
+
+class RunKind(models.TextChoices):
+    DEPLOY = "deploy"
+    REDEPLOY = "redeploy"
+    TEARDOWN = "teardown"
+    SMOKE = "smoke"
+
+
+class RunStatus(models.TextChoices):
+    PENDING = "pending"
+    WAITING = "waiting"  # for a DB slot
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+# The ordered steps of each kind of run (DESIGN.md, "The deploy pipeline").
+_DEPLOY_STEPS = ("lease_db", "render", "apply", "rollout", "dns", "smoke", "report", "notify")
+STEPS_BY_KIND: dict[str, tuple[str, ...]] = {
+    RunKind.DEPLOY: _DEPLOY_STEPS,
+    RunKind.REDEPLOY: _DEPLOY_STEPS,
+    RunKind.TEARDOWN: ("delete_workload", "delete_dns", "release_db", "notify"),
+    RunKind.SMOKE: ("smoke", "report", "notify"),
+}
+
+RUN_OPEN = frozenset({RunStatus.PENDING, RunStatus.WAITING, RunStatus.RUNNING})
+RUN_CLOSED = frozenset(RunStatus) - RUN_OPEN
+
+
+class RunQuerySet(models.QuerySet["Run"]):
+    def open(self) -> RunQuerySet:
+        return self.filter(status__in=RUN_OPEN)
+
+
+class Run(models.Model):
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="runs")
+    kind = models.CharField(max_length=20, choices=RunKind.choices)
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.PENDING)
+    commit = models.CharField(max_length=40, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    error = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    rendered = models.TextField(blank=True, help_text="What the runtime was asked to apply.")
+    notify_ref = models.CharField(max_length=100, blank=True)
+    claimed_by = models.CharField(max_length=100, blank=True)
+    claim_expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = RunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in RUN_OPEN
+
+    @property
+    def duration(self) -> float | None:
+        if not self.started_at:
+            return None
+        return ((self.finished_at or timezone.now()) - self.started_at).total_seconds()
+
+
+class StepStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class RunStep(models.Model):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
+    position = models.PositiveIntegerField()
+    name = models.CharField(max_length=50)
+    status = models.CharField(
+        max_length=20, choices=StepStatus.choices, default=StepStatus.PENDING
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "position"], name="one_step_per_position")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run} {self.position}:{self.name}"
+
+    @property
+    def duration(self) -> float | None:
+        if not self.started_at or not self.finished_at:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class LogLine(models.Model):
+    step = models.ForeignKey(RunStep, on_delete=models.CASCADE, related_name="lines")
+    at = models.DateTimeField(default=timezone.now)
+    text = models.TextField()
+
+    class Meta:
+        ordering = ["id"]
+
+
+class SmokeAttempt(models.Model):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="smoke_attempts")
+    number = models.PositiveIntegerField()
+    passed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    failures = models.JSONField(default=list, blank=True)
+    checks = models.JSONField(default=list, blank=True)
+    report_key = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "number"], name="one_attempt_per_number")
+        ]
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+
+class SlotState(models.TextChoices):
+    FREE = "free"
+    LEASED = "leased"
+    RESETTING = "resetting"
+    RETIRED = "retired"
+
+
+class DbSlot(models.Model):
+    name = models.CharField(max_length=64, unique=True)
+    state = models.CharField(max_length=20, choices=SlotState.choices, default=SlotState.FREE)
+    environment = models.ForeignKey(
+        Environment, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    leased_at = models.DateTimeField(null=True, blank=True)
+    last_reset_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["environment"],
+                condition=Q(environment__isnull=False),
+                name="one_slot_per_environment",
+            ),
+            models.CheckConstraint(
+                condition=Q(state=SlotState.LEASED, environment__isnull=False)
+                | (~Q(state=SlotState.LEASED) & Q(environment__isnull=True)),
+                name="one_lease_per_slot",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Interface(models.TextChoices):
+    WEB = "web"
+    API = "api"
+    CLI = "cli"
+    WEBHOOK = "webhook"
+    SYSTEM = "system"
+
+
+class AuditEvent(models.Model):
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    actor_name = models.CharField(max_length=150, blank=True)
+    interface = models.CharField(max_length=20, choices=Interface.choices)
+    action = models.CharField(max_length=50)
+    environment = models.ForeignKey(
+        Environment, null=True, blank=True, on_delete=models.CASCADE, related_name="audit_events"
+    )
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.actor_name} {self.action}"
+
+
+class ApiToken(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100, blank=True)
+    digest = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=12)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    @staticmethod
+    def digest_of(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()

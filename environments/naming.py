@@ -1,0 +1,46 @@
+"""Branch names never reach DNS or Kubernetes raw: they become env keys, hosts and object names.
+
+Every label produced here is 1-63 characters of [a-z0-9-], starting and ending alphanumeric.
+"""
+
+import hashlib
+import re
+import unicodedata
+
+MAX_LABEL = 63
+SLUG_HASH_LEN = 6
+K8S_KEY_LEN = 12
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def env_key(branch: str) -> str:
+    return hashlib.md5(branch.encode(), usedforsecurity=False).hexdigest()
+
+
+def slugify(branch: str) -> str:
+    ascii_text = unicodedata.normalize("NFKD", branch).encode("ascii", "ignore").decode()
+    return _NOT_SLUG.sub("-", ascii_text.lower()).strip("-")
+
+
+def host_label(branch: str, component: str, scheme: str) -> str:
+    key = env_key(branch)
+    if scheme == "hash":
+        return f"{key}-{component}"
+    room = MAX_LABEL - len(component) - SLUG_HASH_LEN - 2
+    slug = slugify(branch)[:room].strip("-")
+    return "-".join(part for part in (slug, key[:SLUG_HASH_LEN], component) if part)
+
+
+def host(branch: str, component: str, scheme: str, base_domain: str) -> str:
+    return f"{host_label(branch, component, scheme)}.{base_domain}"
+
+
+def object_name(component: str, key: str) -> str:
+    return f"{component}-{key[:K8S_KEY_LEN]}"
+
+
+def labels(key: str, component: str | None = None) -> dict[str, str]:
+    result = {"app.kubernetes.io/managed-by": "preview-portal", "preview-portal/environment": key}
+    if component:
+        result["preview-portal/component"] = component
+    return result

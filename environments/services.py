@@ -1,0 +1,340 @@
+"""State changes. Views, the API, commands and webhooks change environments only through here."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from environments import git, naming
+from environments.backends import BackendError
+from environments.models import (
+    STEPS_BY_KIND,
+    AuditEvent,
+    DbSlot,
+    Environment,
+    EnvironmentStatus,
+    Project,
+    Run,
+    RunKind,
+    RunStatus,
+    RunStep,
+    SlotState,
+)
+
+logger = logging.getLogger("preview_portal")
+CLAIM_SECONDS = 120
+User = AbstractBaseUser | AnonymousUser | None
+_SHA = re.compile(r"^[0-9a-f]{7,40}$")
+
+
+@dataclass
+class Refused(Exception):
+    """A request the portal will not carry out; nothing was changed. `status` is the HTTP code."""
+
+    message: str
+    status: int = 400
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def audit(actor: User, interface: str, action: str, environment: Environment | None = None,
+          **detail: Any) -> None:
+    user = actor if actor is not None and actor.is_authenticated else None
+    AuditEvent.objects.create(
+        actor=user, actor_name=user.get_username() if user else "system", interface=interface,
+        action=action, environment=environment, detail=detail,
+    )
+
+
+def enqueue_run(run_id: int) -> None:
+    from django_q.tasks import async_task
+
+    transaction.on_commit(
+        lambda: async_task("environments.tasks.execute_run", run_id, task_name=f"run-{run_id}")
+    )
+
+
+def enqueue_slot_reset(slot_id: int) -> None:
+    from django_q.tasks import async_task
+
+    transaction.on_commit(
+        lambda: async_task("environments.tasks.reset_slot", slot_id, task_name=f"slot-{slot_id}")
+    )
+
+
+def ttl_for(project: Project) -> timedelta:
+    return timedelta(hours=project.ttl_hours or settings.PORTAL_ENV_TTL_HOURS)
+
+
+def check_branch(project: Project, branch: str, commit: str | None) -> str:
+    """The commit to deploy, or Refused when the branch or commit is not usable."""
+    if not git.is_valid_branch_name(branch):
+        raise Refused(f"{branch!r} is not a valid git branch name", 400, {"branch": branch})
+    if commit is not None and not _SHA.match(commit):
+        raise Refused(f"{commit!r} is not a commit id (7-40 hex digits)", 400)
+    try:
+        head = git.resolve(project.repository, branch)
+    except BackendError as exc:
+        raise Refused(f"cannot read the repository of {project.name}: {exc}", 502) from exc
+    if head is None:
+        raise Refused(
+            f"branch {branch!r} is not in the repository of {project.name}", 404,
+            {"project": project.name, "branch": branch},
+        )
+    return commit or head
+
+
+def launch(project: Project, branch: str, *, actor: User, interface: str,
+           commit: str | None = None, pull_request: int | None = None) -> Environment:
+    """Start a preview of the branch; a live one is redeployed instead (idempotent)."""
+    commit = check_branch(project, branch, commit)
+    existing = Environment.objects.active().filter(project=project, branch=branch).first()
+    if existing:
+        redeploy(existing, actor=actor, interface=interface, commit=commit)
+        return existing
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            environment = Environment.objects.create(
+                project=project, branch=branch, commit=commit, pull_request=pull_request,
+                owner=actor if actor is not None and actor.is_authenticated else None,
+                env_key=naming.env_key(branch), status=EnvironmentStatus.QUEUED,
+                queued_at=now, expires_at=now + ttl_for(project),
+            )
+            _create_run(environment, RunKind.DEPLOY, actor, commit)
+            audit(actor, interface, "launch", environment, branch=branch, commit=commit)
+    except IntegrityError:
+        # Lost a race with an identical launch: that environment is the one to redeploy.
+        existing = Environment.objects.active().get(project=project, branch=branch)
+        redeploy(existing, actor=actor, interface=interface, commit=commit)
+        return existing
+    return environment
+
+
+def redeploy(environment: Environment, *, actor: User, interface: str,
+             commit: str | None = None) -> Run:
+    if environment.status in (EnvironmentStatus.TEARING_DOWN, EnvironmentStatus.TORN_DOWN):
+        raise Refused("the environment is being torn down; launch it again once it is gone", 409)
+    commit = commit or check_branch(environment.project, environment.branch, None)
+    with transaction.atomic():
+        waiting = environment.runs.filter(
+            kind__in=(RunKind.DEPLOY, RunKind.REDEPLOY),
+            status__in=(RunStatus.PENDING, RunStatus.WAITING),
+        ).first()
+        if waiting:
+            # Not started yet: it deploys the newest commit instead of queueing a second run.
+            Run.objects.filter(pk=waiting.pk).update(commit=commit)
+            run = waiting
+        else:
+            run = _create_run(environment, RunKind.REDEPLOY, actor, commit)
+        Environment.objects.filter(pk=environment.pk).update(
+            expires_at=timezone.now() + ttl_for(environment.project)
+        )
+        audit(actor, interface, "redeploy", environment, commit=commit)
+    return run
+
+
+def teardown(environment: Environment, *, actor: User, interface: str) -> Run:
+    if environment.status == EnvironmentStatus.TORN_DOWN:
+        raise Refused("the environment is already torn down", 409)
+    with transaction.atomic():
+        open_runs = environment.runs.open()
+        open_runs.filter(status__in=(RunStatus.PENDING, RunStatus.WAITING)).exclude(
+            kind=RunKind.TEARDOWN
+        ).update(status=RunStatus.CANCELLED, finished_at=timezone.now())
+        open_runs.filter(status=RunStatus.RUNNING).exclude(kind=RunKind.TEARDOWN).update(
+            cancel_requested=True
+        )
+        run = environment.runs.open().filter(kind=RunKind.TEARDOWN).first()
+        if run is None:
+            run = _create_run(environment, RunKind.TEARDOWN, actor, environment.commit)
+        Environment.objects.filter(pk=environment.pk).update(
+            status=EnvironmentStatus.TEARING_DOWN, status_detail=""
+        )
+        audit(actor, interface, "teardown", environment)
+    return run
+
+
+def rerun_smoke(environment: Environment, *, actor: User, interface: str) -> Run:
+    if environment.status not in (EnvironmentStatus.READY, EnvironmentStatus.DEGRADED):
+        raise Refused(
+            f"smoke checks run on a ready or degraded environment, this one is "
+            f"{environment.status}", 409,
+        )
+    with transaction.atomic():
+        run = environment.runs.open().filter(kind=RunKind.SMOKE).first()
+        if run is None:
+            run = _create_run(environment, RunKind.SMOKE, actor, environment.commit)
+        audit(actor, interface, "smoke", environment)
+    return run
+
+
+def _create_run(environment: Environment, kind: str, actor: User, commit: str) -> Run:
+    user = actor if actor is not None and actor.is_authenticated else None
+    run = Run.objects.create(environment=environment, kind=kind, commit=commit, requested_by=user)
+    RunStep.objects.bulk_create(
+        RunStep(run=run, position=i, name=name) for i, name in enumerate(STEPS_BY_KIND[kind])
+    )
+    enqueue_run(run.pk)
+    return run
+
+
+# Claims: a run delivered twice, or to two workers, runs once.
+
+def claim_run(run_id: int, worker: str) -> Run | None:
+    now = timezone.now()
+    with transaction.atomic():
+        run = Run.objects.filter(pk=run_id).select_related("environment").first()
+        if run is None:
+            return None
+        Environment.objects.select_for_update().filter(pk=run.environment_id).first()
+        ahead = Run.objects.open().filter(environment_id=run.environment_id).exclude(pk=run_id)
+        ahead = ahead.filter(Q(pk__lt=run_id) | Q(status=RunStatus.RUNNING))
+        if ahead.exclude(status=RunStatus.RUNNING, claim_expires_at__lt=now).exists():
+            return None  # Runs of one environment go one at a time, oldest first.
+        claimed = Run.objects.filter(
+            Q(status__in=(RunStatus.PENDING, RunStatus.WAITING))
+            | Q(status=RunStatus.RUNNING, claim_expires_at__lt=now),
+            pk=run_id,
+        ).update(
+            status=RunStatus.RUNNING, claimed_by=worker,
+            claim_expires_at=now + timedelta(seconds=CLAIM_SECONDS),
+            started_at=run.started_at or now,
+        )
+    return Run.objects.select_related("environment__project").get(pk=run_id) if claimed else None
+
+
+def keep_claim(run: Run, worker: str) -> bool:
+    """Extend the claim; False when another worker has taken the run over."""
+    return bool(
+        Run.objects.filter(pk=run.pk, claimed_by=worker, status=RunStatus.RUNNING).update(
+            claim_expires_at=timezone.now() + timedelta(seconds=CLAIM_SECONDS)
+        )
+    )
+
+
+def finish_run(run: Run, status: str, error: str = "") -> None:
+    Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+        status=status, error=error, finished_at=timezone.now(), claim_expires_at=None
+    )
+    start_next_run(run.environment_id)
+
+
+def park_run(run: Run) -> None:
+    """The run waits for a DB slot; it is picked up again when one frees."""
+    Run.objects.filter(pk=run.pk).update(
+        status=RunStatus.WAITING, claimed_by="", claim_expires_at=None
+    )
+
+
+def start_next_run(environment_id: int) -> None:
+    following = Run.objects.filter(environment_id=environment_id, status=RunStatus.PENDING)
+    nxt = following.order_by("id").first()
+    if nxt:
+        enqueue_run(nxt.pk)
+
+
+def set_status(environment: Environment, status: str, detail: str = "", **fields: Any) -> None:
+    """Move the environment on, unless a teardown has taken it over meanwhile."""
+    changed = Environment.objects.filter(pk=environment.pk).exclude(
+        status__in=(EnvironmentStatus.TEARING_DOWN, EnvironmentStatus.TORN_DOWN)
+    ).update(status=status, status_detail=detail, updated_at=timezone.now(), **fields)
+    if changed:
+        environment.status = status
+        environment.status_detail = detail
+        for name, value in fields.items():
+            setattr(environment, name, value)
+
+
+# The DB pool's bookkeeping: which environment holds which slot lives in the portal database.
+
+def slot_name(number: int) -> str:
+    return f"{settings.PORTAL_POOL_PREFIX}{number:02d}"
+
+
+def ensure_pool_size(size: int) -> int:
+    """Grow the pool to `size` slots (never shrinks); return how many were added."""
+    from environments.backends import get
+
+    existing = set(DbSlot.objects.values_list("name", flat=True))
+    added = 0
+    for number in range(1, size + 1):
+        name = slot_name(number)
+        if name in existing:
+            continue
+        get("pool").create(name)
+        DbSlot.objects.get_or_create(name=name, defaults={"last_reset_at": timezone.now()})
+        added += 1
+    return added
+
+
+def lease_slot(environment: Environment) -> DbSlot | None:
+    """The environment's slot, leasing the first free one; None when the pool is full."""
+    held = DbSlot.objects.filter(environment=environment).first()
+    if held:
+        return held
+    # Oldest queued first: a newer environment does not take a slot an older one waits for.
+    free = DbSlot.objects.filter(state=SlotState.FREE)
+    if _waiting_ahead(environment) >= free.count():
+        return None
+    for candidate in free.values_list("pk", flat=True):
+        with transaction.atomic():
+            taken = DbSlot.objects.filter(pk=candidate, state=SlotState.FREE).update(
+                state=SlotState.LEASED, environment=environment, leased_at=timezone.now()
+            )
+        if taken:
+            return DbSlot.objects.get(pk=candidate)
+    return None
+
+
+def _waiting_ahead(environment: Environment) -> int:
+    return Environment.objects.queued_oldest_first().filter(
+        queued_at__lt=environment.queued_at or timezone.now()
+    ).count()
+
+
+def release_slot(environment: Environment) -> DbSlot | None:
+    slot = DbSlot.objects.filter(environment=environment).first()
+    if slot is None:
+        return None
+    DbSlot.objects.filter(pk=slot.pk, environment=environment).update(
+        state=SlotState.RESETTING, environment=None, leased_at=None
+    )
+    enqueue_slot_reset(slot.pk)
+    return slot
+
+
+def finish_slot_reset(slot: DbSlot, error: str = "") -> None:
+    if error:
+        DbSlot.objects.filter(pk=slot.pk).update(error=error)
+        return
+    DbSlot.objects.filter(pk=slot.pk, state=SlotState.RESETTING).update(
+        state=SlotState.FREE, error="", last_reset_at=timezone.now()
+    )
+    wake_queued()
+
+
+def wake_queued() -> None:
+    """Hand freed slots to the oldest queued environments."""
+    free = DbSlot.objects.filter(state=SlotState.FREE).count()
+    for environment in Environment.objects.queued_oldest_first()[:free]:
+        run = environment.runs.filter(status=RunStatus.WAITING).order_by("id").first()
+        if run:
+            enqueue_run(run.pk)
+
+
+def queue_position(environment: Environment) -> int | None:
+    if environment.status != EnvironmentStatus.QUEUED:
+        return None
+    return _waiting_ahead(environment) + 1

@@ -1,0 +1,28 @@
+"""django-q2 entry points: primary keys in, everything else looked up (delivery is at-least-once)."""
+
+import os
+import socket
+import uuid
+
+from environments import pipeline, services
+from environments.backends import BackendError, get
+from environments.models import DbSlot, SlotState
+
+
+def execute_run(run_id: int) -> None:
+    worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    run = services.claim_run(run_id, worker)
+    if run is not None:
+        pipeline.execute(run, worker)
+
+
+def reset_slot(slot_id: int) -> None:
+    slot = DbSlot.objects.filter(pk=slot_id, state=SlotState.RESETTING).first()
+    if slot is None:
+        return
+    try:
+        get("pool").reset(slot.name)
+    except BackendError as exc:
+        services.finish_slot_reset(slot, error=f"reset failed: {exc}")
+        return
+    services.finish_slot_reset(slot)

@@ -1,0 +1,18 @@
+from django.urls import path
+
+from environments import views
+
+urlpatterns = [
+    path("healthz", views.healthz, name="healthz"),
+    path("", views.dashboard, name="dashboard"),
+    path("launch", views.launch, name="launch"),
+    path("projects/<str:name>/branches", views.branch_options, name="branch_options"),
+    path("environments/<int:pk>", views.environment, name="environment"),
+    path("environments/<int:pk>/live", views.environment_live, name="environment_live"),
+    path("environments/<int:pk>/redeploy", views.redeploy, name="environment_redeploy"),
+    path("environments/<int:pk>/teardown", views.teardown, name="environment_teardown"),
+    path("environments/<int:pk>/smoke", views.smoke, name="environment_smoke"),
+    path("environments/<int:pk>/logs/<str:component>", views.component_logs,
+         name="environment_logs"),
+    path("reports/<path:key>", views.report, name="report"),
+]

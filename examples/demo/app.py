@@ -1,0 +1,140 @@
+"""Demo product for Preview Portal: a tiny shop with a health check, a login and a database.
+
+Runs on the standard library (plus PyMySQL when DATABASE_URL is a MySQL DSN). Reads:
+PORT, ROLE (web or api), DATABASE_URL, PREVIEW_BRANCH, PREVIEW_COMMIT.
+"""
+
+import html
+import json
+import os
+import sqlite3
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlparse
+
+HERE = Path(__file__).resolve().parent
+ROLE = os.environ.get("ROLE", "web")
+USERS = {"demo": "demo-password"}
+
+
+def banner() -> str:
+    path = HERE / "banner.txt"
+    return path.read_text().strip() if path.exists() else "Demo shop"
+
+
+def connect():
+    url = urlparse(os.environ["DATABASE_URL"])
+    if url.scheme == "sqlite":
+        return sqlite3.connect(url.path if url.netloc == "" else "/" + url.netloc + url.path)
+    import pymysql
+
+    return pymysql.connect(
+        host=url.hostname, port=url.port or 3306, user=url.username, password=url.password,
+        database=url.path.lstrip("/"), autocommit=True,
+    )
+
+
+def ensure_schema() -> None:
+    db = connect()
+    try:
+        db.cursor().execute(
+            "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY AUTO_INCREMENT, name VARCHAR(200))"
+            if not os.environ["DATABASE_URL"].startswith("sqlite")
+            else "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT)"
+        )
+        db.commit()
+    finally:
+        db.close()
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "demo-shop/1"
+
+    def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, status: int, value: object) -> None:
+        self._send(status, json.dumps(value).encode())
+
+    def _body(self) -> dict:
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            value = json.loads(self.rfile.read(length) or b"{}")
+        except json.JSONDecodeError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def do_GET(self) -> None:
+        path = urlparse(self.path).path
+        if path == "/healthz":
+            db = connect()
+            db.close()
+            self._json(200, {"status": "ok", "role": ROLE})
+        elif path == "/items":
+            db = connect()
+            try:
+                cursor = db.cursor()
+                cursor.execute("SELECT id, name FROM items ORDER BY id")
+                rows = [{"id": r[0], "name": r[1]} for r in cursor.fetchall()]
+            finally:
+                db.close()
+            self._json(200, rows)
+        elif path == "/":
+            branch = html.escape(os.environ.get("PREVIEW_BRANCH", "?"))
+            commit = html.escape(os.environ.get("PREVIEW_COMMIT", "?")[:12])
+            page = (
+                f"<!doctype html><meta charset=utf-8><title>{html.escape(banner())}</title>"
+                f"<h1>{html.escape(banner())}</h1><p>Component <b>{ROLE}</b> of branch "
+                f"<code id=branch>{branch}</code> at <code>{commit}</code>.</p>"
+            )
+            self._send(200, page.encode(), "text/html; charset=utf-8")
+        else:
+            self._json(404, {"error": "not found"})
+
+    def do_POST(self) -> None:
+        path = urlparse(self.path).path
+        body = self._body()
+        if path == "/login":
+            if USERS.get(str(body.get("username"))) == body.get("password"):
+                self._json(200, {"user": body["username"], "token": "demo-token"})
+            else:
+                self._json(401, {"error": "wrong username or password"})
+        elif path == "/items":
+            name = str(body.get("name", "")).strip()
+            if not name:
+                self._json(400, {"error": "name is required"})
+                return
+            db = connect()
+            try:
+                cursor = db.cursor()
+                mark = "?" if isinstance(db, sqlite3.Connection) else "%s"
+                cursor.execute(f"INSERT INTO items (name) VALUES ({mark})", (name,))
+                db.commit()
+                item_id = cursor.lastrowid
+            finally:
+                db.close()
+            self._json(201, {"id": item_id, "name": name})
+        else:
+            self._json(404, {"error": "not found"})
+
+    def log_message(self, format: str, *args: object) -> None:
+        sys.stdout.write(f"{self.address_string()} {format % args}\n")
+
+
+def main() -> None:
+    if (HERE / "crash-on-start").exists():
+        sys.exit(f"{ROLE}: refusing to start: crash-on-start is set on this branch")
+    ensure_schema()
+    port = int(os.environ.get("PORT", "8080"))
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    print(f"{ROLE} listening on 127.0.0.1:{port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

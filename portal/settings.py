@@ -1,0 +1,193 @@
+"""Settings for Preview Portal, read from environment variables (names: DESIGN.md)."""
+
+from pathlib import Path
+
+import dj_database_url
+
+from portal import env
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# Where the embedded backends keep their files (SQLite, slots, worktrees, logs, reports).
+VAR_DIR = Path(env.text("PORTAL_VAR_DIR", str(BASE_DIR / "var"))).resolve()
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env.flag("PORTAL_DEBUG")
+SECRET_KEY = env.text("PORTAL_SECRET_KEY")
+if not SECRET_KEY:
+    env.refuse_unless(DEBUG, "PORTAL_SECRET_KEY must be set unless PORTAL_DEBUG=1")
+    SECRET_KEY = "dev-only-insecure-key-set-PORTAL_SECRET_KEY-in-production"
+ALLOWED_HOSTS = [h.strip() for h in env.text("PORTAL_ALLOWED_HOSTS").split(",") if h.strip()]
+if not ALLOWED_HOSTS:
+    env.refuse_unless(DEBUG, "PORTAL_ALLOWED_HOSTS must be set unless PORTAL_DEBUG=1")
+    ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", "testserver"]
+
+PORTAL_BASE_URL = env.text("PORTAL_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_q",
+    "ninja",
+    "environments",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "portal.urls"
+WSGI_APPLICATION = "portal.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "environments.context_processors.roles",
+            ],
+        },
+    },
+]
+
+_SQLITE_OPTIONS = {
+    # WAL lets the web process read while a worker writes; IMMEDIATE takes the write lock at
+    # BEGIN so concurrent writers wait on busy_timeout instead of failing mid-transaction.
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    "timeout": 30,
+    "transaction_mode": "IMMEDIATE",
+}
+DATABASE_URL = env.text("DATABASE_URL", f"sqlite:///{VAR_DIR / 'portal.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = _SQLITE_OPTIONS
+    # Tests use a file so worker and server subprocesses can share the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-portal.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+MEDIA_ROOT = VAR_DIR / "media"
+
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Lax"
+if not DEBUG:
+    SESSION_COOKIE_SECURE = PORTAL_BASE_URL.startswith("https://")
+    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+CSRF_TRUSTED_ORIGINS = [PORTAL_BASE_URL]
+
+# Task queue (django-q2). At-least-once delivery: timeout < retry so a task is never redelivered
+# while its first delivery still runs; the pipeline's own claim makes redelivery harmless.
+PORTAL_BROKER = env.choice("PORTAL_BROKER", ("orm", "redis"), "orm")
+REDIS_URL = env.text("REDIS_URL")
+Q_CLUSTER: dict[str, object] = {
+    "name": "preview-portal",
+    "workers": env.integer("PORTAL_WORKERS", 2, minimum=1),
+    "timeout": 600,
+    "retry": 660,
+    "max_attempts": 3,
+    "ack_failures": True,
+    "catch_up": False,
+    "poll": 0.2,
+    "label": "Tasks",
+}
+if PORTAL_BROKER == "redis":
+    env.require("REDIS_URL", REDIS_URL, "when PORTAL_BROKER=redis")
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+PORTAL_RUNTIME = env.choice("PORTAL_RUNTIME", ("local", "kubernetes"), "local")
+PORTAL_KUBECONFIG = env.text("PORTAL_KUBECONFIG")
+PORTAL_KUBE_CONTEXT = env.text("PORTAL_KUBE_CONTEXT")
+PORTAL_K8S_NAMESPACE = env.text("PORTAL_K8S_NAMESPACE", "previews")
+PORTAL_K8S_NAMESPACE_MODE = env.choice(
+    "PORTAL_K8S_NAMESPACE_MODE", ("shared", "per-environment"), "shared"
+)
+PORTAL_INGRESS_CLASS = env.text("PORTAL_INGRESS_CLASS", "alb")
+PORTAL_INGRESS_ANNOTATIONS = env.json_object(
+    "PORTAL_INGRESS_ANNOTATIONS",
+    {
+        "alb.ingress.kubernetes.io/scheme": "internet-facing",
+        "alb.ingress.kubernetes.io/target-type": "ip",
+        "alb.ingress.kubernetes.io/group.name": "preview-portal",
+        "alb.ingress.kubernetes.io/listen-ports": '[{"HTTP": 80}, {"HTTPS": 443}]',
+    },
+)
+PORTAL_BASE_DOMAIN = env.text("PORTAL_BASE_DOMAIN", "preview.localhost").strip(".")
+PORTAL_NAMING = env.choice("PORTAL_NAMING", ("slug", "hash"), "slug")
+# Seconds a local component has to answer its health path after it starts.
+PORTAL_READY_TIMEOUT = env.number("PORTAL_READY_TIMEOUT", 60, minimum=1)
+
+PORTAL_DB_POOL = env.choice("PORTAL_DB_POOL", ("sqlite", "mysql"), "sqlite")
+PORTAL_POOL_MYSQL_URL = env.text("PORTAL_POOL_MYSQL_URL")
+PORTAL_POOL_PREFIX = env.text("PORTAL_POOL_PREFIX", "preview_")
+PORTAL_POOL_SIZE = env.integer("PORTAL_POOL_SIZE", 5, minimum=0)
+PORTAL_POOL_PUBLIC_HOST = env.text("PORTAL_POOL_PUBLIC_HOST")
+if PORTAL_DB_POOL == "mysql":
+    env.require("PORTAL_POOL_MYSQL_URL", PORTAL_POOL_MYSQL_URL, "when PORTAL_DB_POOL=mysql")
+
+PORTAL_DNS = env.choice("PORTAL_DNS", ("none", "route53"), "none")
+PORTAL_ROUTE53_ZONE_ID = env.text("PORTAL_ROUTE53_ZONE_ID")
+if PORTAL_DNS == "route53":
+    env.require("PORTAL_ROUTE53_ZONE_ID", PORTAL_ROUTE53_ZONE_ID, "when PORTAL_DNS=route53")
+    env.refuse_unless(
+        PORTAL_RUNTIME == "kubernetes",
+        "PORTAL_DNS=route53 needs PORTAL_RUNTIME=kubernetes: the local runtime has no load balancer",
+    )
+
+PORTAL_REPORTS = env.choice("PORTAL_REPORTS", ("file", "s3"), "file")
+PORTAL_S3_BUCKET = env.text("PORTAL_S3_BUCKET")
+if PORTAL_REPORTS == "s3":
+    env.require("PORTAL_S3_BUCKET", PORTAL_S3_BUCKET, "when PORTAL_REPORTS=s3")
+
+PORTAL_NOTIFY = env.choice("PORTAL_NOTIFY", ("log", "slack"), "log")
+SLACK_BOT_TOKEN = env.text("SLACK_BOT_TOKEN")
+PORTAL_SLACK_CHANNEL = env.text("PORTAL_SLACK_CHANNEL")
+PORTAL_SLACK_API_URL = env.text("PORTAL_SLACK_API_URL", "https://slack.com/api/")
+if PORTAL_NOTIFY == "slack":
+    env.require("SLACK_BOT_TOKEN", SLACK_BOT_TOKEN, "when PORTAL_NOTIFY=slack")
+    env.require("PORTAL_SLACK_CHANNEL", PORTAL_SLACK_CHANNEL, "when PORTAL_NOTIFY=slack")
+
+PORTAL_GITHUB_WEBHOOK_SECRET = env.text("PORTAL_GITHUB_WEBHOOK_SECRET")
+PORTAL_GITHUB_TOKEN = env.text("PORTAL_GITHUB_TOKEN")
+PORTAL_GITHUB_API_URL = env.text("PORTAL_GITHUB_API_URL", "https://api.github.com")
+
+PORTAL_SMOKE_ATTEMPTS = env.integer("PORTAL_SMOKE_ATTEMPTS", 3, minimum=1)
+PORTAL_ENV_TTL_HOURS = env.number("PORTAL_ENV_TTL_HOURS", 72, minimum=0.001)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "INFO"},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

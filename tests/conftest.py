@@ -1,0 +1,77 @@
+"""Shared fixtures: a real git repository of the demo product, users in each role, a DB pool,
+and tasks run inline (django-q2 sync mode) unless a test starts real workers."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Group, User
+
+from environments import demo, roles, services
+from environments.backends import get
+from environments.models import Project
+
+
+@pytest.fixture(scope="session")
+def demo_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return demo.build_repository(tmp_path_factory.mktemp("demo") / "repo")
+
+
+@pytest.fixture(autouse=True)
+def isolated_var(settings, tmp_path: Path) -> Iterator[Path]:
+    """Each test gets its own runtime, pool and report directories; its processes are
+    stopped at the end even when it fails."""
+    settings.VAR_DIR = tmp_path / "var"
+    settings.VAR_DIR.mkdir()
+    yield settings.VAR_DIR
+    runtime = get("runtime")
+    for key in runtime.environment_keys():
+        runtime.delete(key, lambda _line: None)
+
+
+@pytest.fixture(autouse=True)
+def inline_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", True)
+
+
+@pytest.fixture
+def demo_project(db, demo_repo: Path) -> Project:
+    return demo.register(demo_repo)
+
+
+@pytest.fixture
+def pool_of(db):
+    def grow(size: int) -> None:
+        services.ensure_pool_size(size)
+
+    return grow
+
+
+def make_user(username: str, role: str | None) -> User:
+    user = User.objects.create_user(username, password="pw-" + username)
+    if role:
+        # get_or_create: transactional tests flush what the data migration made.
+        user.groups.add(Group.objects.get_or_create(name=role)[0])
+    return user
+
+
+@pytest.fixture
+def developer(db) -> User:
+    return make_user("dev", roles.DEVELOPER)
+
+
+@pytest.fixture
+def qa(db) -> User:
+    return make_user("qa", roles.QA)
+
+
+@pytest.fixture
+def admin(db) -> User:
+    return make_user("boss", roles.ADMIN)
+
+
+@pytest.fixture
+def outsider(db) -> User:
+    return make_user("outsider", None)

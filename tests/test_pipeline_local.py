@@ -1,0 +1,151 @@
+"""The deploy/teardown pipeline against the local runtime, with real processes and real git."""
+
+import json
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from environments import demo, services
+from environments.backends import get
+from environments.models import (
+    DbSlot,
+    Environment,
+    EnvironmentStatus,
+    Interface,
+    RunKind,
+    RunStatus,
+    SlotState,
+    StepStatus,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def launch(project, branch, user):
+    environment = services.launch(project, branch, actor=user, interface=Interface.CLI)
+    environment.refresh_from_db()
+    return environment
+
+
+def fetch(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.read()
+
+
+def post_json(url: str, value: dict) -> dict:
+    request = urllib.request.Request(
+        url, data=json.dumps(value).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def test_unicode_branch_comes_up_with_its_own_urls_and_database(demo_project, pool_of, developer):
+    pool_of(2)
+    environment = launch(demo_project, demo.UNICODE_BRANCH, developer)
+
+    assert environment.status == EnvironmentStatus.READY, environment.status_detail
+    assert set(environment.urls) == {"web", "api"}
+    page = fetch(environment.urls["web"]).decode()
+    assert "ünïcode ✨ edition" in page
+    assert demo.UNICODE_BRANCH in page
+    slot = DbSlot.objects.get(environment=environment)
+    assert slot.state == SlotState.LEASED
+    item = post_json(environment.urls["api"] + "items", {"name": "espresso"})
+    # The row is in this environment's own slot file, nowhere else.
+    database = get("pool").connection(slot.name)
+    import sqlite3
+
+    rows = sqlite3.connect(database.url.removeprefix("sqlite:///")).execute(
+        "SELECT name FROM items WHERE id = ?", (item["id"],)
+    ).fetchall()
+    assert rows == [("espresso",)]
+    run = environment.runs.get()
+    assert [s.status for s in run.steps.all()] == [StepStatus.SUCCEEDED] * 8
+    assert run.smoke_attempts.get().passed == 2
+
+
+def test_teardown_leaves_no_process_worktree_or_lease(demo_project, pool_of, developer,
+                                                       isolated_var: Path):
+    pool_of(1)
+    environment = launch(demo_project, "main", developer)
+    url = environment.urls["web"]
+    runtime_dir = isolated_var / "runtime" / environment.env_key
+    assert (runtime_dir / "src" / "app.py").exists()
+
+    services.teardown(environment, actor=developer, interface=Interface.WEB)
+    environment.refresh_from_db()
+
+    assert environment.status == EnvironmentStatus.TORN_DOWN
+    assert not runtime_dir.exists()
+    with pytest.raises(OSError):
+        fetch(url)
+    assert DbSlot.objects.get().state == SlotState.FREE
+    assert not list((isolated_var / "git" / "demo.git" / "worktrees").glob("*"))
+
+
+def test_a_component_that_dies_at_start_fails_the_deploy_with_its_output(
+        demo_project, pool_of, developer):
+    pool_of(1)
+    environment = launch(demo_project, "broken/crash-on-start", developer)
+
+    assert environment.status == EnvironmentStatus.FAILED
+    assert "rollout failed" in environment.status_detail
+    assert "crash-on-start is set on this branch" in environment.status_detail
+    assert environment.runs.get().status == RunStatus.FAILED
+
+
+def test_full_pool_queues_the_environment_until_a_slot_frees(demo_project, pool_of, developer):
+    pool_of(1)
+    first = launch(demo_project, "main", developer)
+    second = launch(demo_project, "feature/checkout", developer)
+
+    assert first.status == EnvironmentStatus.READY
+    assert second.status == EnvironmentStatus.QUEUED
+    assert second.runs.get().status == RunStatus.WAITING
+    assert services.queue_position(second) == 1
+
+    services.teardown(first, actor=developer, interface=Interface.WEB)
+    second.refresh_from_db()
+
+    assert second.status == EnvironmentStatus.READY, second.status_detail
+    assert DbSlot.objects.get().environment == second
+
+
+def test_launching_a_live_branch_again_redeploys_it(demo_project, pool_of, developer):
+    pool_of(2)
+    environment = launch(demo_project, "main", developer)
+    again = launch(demo_project, "main", developer)
+
+    assert again.pk == environment.pk
+    assert [r.kind for r in again.runs.order_by("id")] == [RunKind.DEPLOY, RunKind.REDEPLOY]
+    assert again.status == EnvironmentStatus.READY
+    assert Environment.objects.count() == 1
+    assert DbSlot.objects.filter(state=SlotState.LEASED).count() == 1
+
+
+def test_a_run_delivered_twice_runs_once(demo_project, pool_of, developer):
+    from environments import tasks
+
+    pool_of(1)
+    environment = launch(demo_project, "main", developer)
+    run = environment.runs.get()
+    lines_before = sum(step.lines.count() for step in run.steps.all())
+
+    tasks.execute_run(run.pk)
+
+    assert sum(step.lines.count() for step in run.steps.all()) == lines_before
+
+
+def test_unknown_or_invalid_branch_is_refused_and_creates_nothing(demo_project, pool_of,
+                                                                  developer):
+    pool_of(1)
+    with pytest.raises(services.Refused) as missing:
+        services.launch(demo_project, "no/such-branch", actor=developer, interface="api")
+    with pytest.raises(services.Refused) as invalid:
+        services.launch(demo_project, "bad..name", actor=developer, interface="api")
+
+    assert missing.value.status == 404
+    assert invalid.value.status == 400
+    assert not Environment.objects.exists()
