@@ -263,6 +263,9 @@ class LogLine(models.Model):
     class Meta:
         ordering = ["id"]
 
+    def __str__(self) -> str:
+        return self.text[:80]
+
 
 class SmokeAttempt(models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="smoke_attempts")
@@ -279,6 +282,9 @@ class SmokeAttempt(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["run", "number"], name="one_attempt_per_number")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.run} attempt {self.number}"
 
     @property
     def ok(self) -> bool:

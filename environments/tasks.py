@@ -1,4 +1,4 @@
-"""django-q2 entry points: primary keys in, everything else looked up (delivery is at-least-once)."""
+"""django-q2 entry points: primary keys in, the rest looked up (delivery is at-least-once)."""
 
 import os
 import socket

@@ -38,10 +38,9 @@ def connect():
 def ensure_schema() -> None:
     db = connect()
     try:
+        key = "AUTOINCREMENT" if isinstance(db, sqlite3.Connection) else "AUTO_INCREMENT"
         db.cursor().execute(
-            "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY AUTO_INCREMENT, name VARCHAR(200))"
-            if not os.environ["DATABASE_URL"].startswith("sqlite")
-            else "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT)"
+            f"CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY {key}, name VARCHAR(200))"
         )
         db.commit()
     finally:

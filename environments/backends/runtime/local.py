@@ -13,7 +13,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -97,7 +97,8 @@ class LocalRuntime(Runtime):
         return sorted(p.name for p in self.root.iterdir()) if self.root.exists() else []
 
     def render(self, target: Target) -> str:
-        lines = [f"# local runtime: worktree of {target.commit[:12]} in {self._worktree(target.env_key)}"]
+        worktree = self._worktree(target.env_key)
+        lines = [f"# local runtime: worktree of {target.commit[:12]} in {worktree}"]
         for spec in target.components:
             health = ", ".join(spec.health_paths) or "(port accepts connections)"
             lines += [
@@ -272,10 +273,8 @@ class LocalRuntime(Runtime):
 
     @staticmethod
     def _signal(proc: Process, sig: signal.Signals) -> None:
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def _wait_component(
         self, key: str, spec: ComponentSpec, proc: Process, deadline: float, log: Log
@@ -290,7 +289,8 @@ class LocalRuntime(Runtime):
                     raise BackendError(f"{spec.name} (pid {proc.pid}) died while starting:\n{tail}")
                 answer = probes.get(url) if path else probes.connect("127.0.0.1", proc.port)
                 if answer.ok:
-                    log(f"{spec.name}: {path or 'port ' + str(proc.port)} answered {answer.summary}")
+                    where = path or f"port {proc.port}"
+                    log(f"{spec.name}: {where} answered {answer.summary}")
                     break
                 last = answer.summary
                 if time.monotonic() > deadline:
