@@ -1,0 +1,38 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+# Only Python 3.11, git and make are assumed; uv is bootstrapped into a cache outside the repo.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+CACHE_DIR ?= $(HOME)/.cache/preview-portal
+UV := $(CACHE_DIR)/uv-$(UV_VERSION)/bin/uv
+export UV_CACHE_DIR ?= $(HOME)/.cache/uv
+export UV_PYTHON_DOWNLOADS := never
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test lint venv browser clean
+
+$(UV):
+	$(PYTHON) -m venv $(CACHE_DIR)/uv-$(UV_VERSION)
+	$(CACHE_DIR)/uv-$(UV_VERSION)/bin/pip install --quiet uv==$(UV_VERSION)
+
+venv: $(UV)
+	$(UV) sync --frozen --quiet
+
+# Embedded defaults, overridable by any PORTAL_* variable of DESIGN.md.
+run: venv
+	PORTAL_DEBUG=$${PORTAL_DEBUG:-1} $(PY) manage.py run_portal
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	PORTAL_DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
+
+# Debian's Chromium for the browser tests (root on CI; skipped when already there).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: venv browser lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf var .pytest_cache .hypothesis
