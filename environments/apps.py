@@ -7,9 +7,6 @@ class EnvironmentsConfig(AppConfig):
 
     def ready(self) -> None:
         from environments.backends import check_configured
-        from portal import startup
 
-        # Fail at start, naming the variable, rather than on the first deploy or request.
+        # Fail at start, naming the variable, rather than on the first deploy.
         check_configured()
-        if startup.serving():
-            startup.refuse_without_secrets()

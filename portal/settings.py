@@ -4,7 +4,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from portal import env
+from portal import env, startup
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Where the embedded backends keep their files (SQLite, slots, worktrees, logs, reports).
@@ -13,7 +13,9 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env.flag("PORTAL_DEBUG")
 # Without PORTAL_DEBUG=1 these stay empty: commands that need no secret (makemigrations) still
-# work, and serving refuses to start (portal.startup).
+# work, and serving refuses to start.
+if startup.serving():
+    startup.refuse_without_secrets()
 SECRET_KEY = env.text("PORTAL_SECRET_KEY")
 if not SECRET_KEY and DEBUG:
     SECRET_KEY = "dev-only-insecure-key-set-PORTAL_SECRET_KEY-in-production"

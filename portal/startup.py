@@ -1,8 +1,7 @@
-"""Checks made when the portal starts to serve (web or worker), not for every command."""
+"""Checks made when the portal starts to serve (web or worker), not for every command: a
+production process refuses to start without its secrets, naming the variable."""
 
 import sys
-
-from django.conf import settings
 
 from portal import env
 
@@ -14,7 +13,7 @@ def serving() -> bool:
 
 
 def refuse_without_secrets() -> None:
-    env.refuse_unless(bool(settings.SECRET_KEY),
-                      "PORTAL_SECRET_KEY must be set unless PORTAL_DEBUG=1")
-    env.refuse_unless(bool(settings.ALLOWED_HOSTS),
-                      "PORTAL_ALLOWED_HOSTS must be set unless PORTAL_DEBUG=1")
+    if env.flag("PORTAL_DEBUG"):
+        return
+    for name in ("PORTAL_SECRET_KEY", "PORTAL_ALLOWED_HOSTS"):
+        env.require(name, env.text(name), "unless PORTAL_DEBUG=1")
