@@ -1,6 +1,7 @@
 """The deploy/teardown pipeline against the local runtime, with real processes and real git."""
 
 import json
+import time
 import urllib.request
 from pathlib import Path
 
@@ -149,3 +150,65 @@ def test_unknown_or_invalid_branch_is_refused_and_creates_nothing(demo_project, 
     assert missing.value.status == 404
     assert invalid.value.status == 400
     assert not Environment.objects.exists()
+
+
+def test_redeploy_at_the_same_commit_restarts_nothing(demo_project, pool_of, developer):
+    pool_of(1)
+    environment = launch(demo_project, "main", developer)
+    runtime = get("runtime")
+    pids = {c: runtime.process(environment.env_key, c).pid for c in ("web", "api")}
+
+    services.redeploy(environment, actor=developer, interface=Interface.WEB)
+
+    redeploy = environment.runs.get(kind=RunKind.REDEPLOY)
+    apply_log = [line.text for line in redeploy.steps.get(name="apply").lines.all()]
+    assert apply_log == ["all 2 components already run " + environment.commit[:12]]
+    assert {c: runtime.process(environment.env_key, c).pid for c in ("web", "api")} == pids
+
+
+def test_redeploy_at_a_new_commit_restarts_on_it(demo_project, demo_repo, pool_of, developer):
+    pool_of(1)
+    environment = launch(demo_project, "feature/checkout", developer)
+    old_url = environment.urls["web"]
+    new_commit = _commit_on(demo_repo, "feature/checkout", "banner.txt", "Demo shop — v2\n")
+
+    services.redeploy(environment, actor=developer, interface=Interface.WEB)
+    environment.refresh_from_db()
+
+    assert environment.status == EnvironmentStatus.READY
+    assert environment.commit == new_commit
+    assert "Demo shop — v2" in fetch(environment.urls["web"]).decode()
+    assert environment.urls["web"] == old_url  # the port is kept, so the link stays valid
+
+
+def test_a_component_that_dies_after_ready_is_reported(demo_project, pool_of, developer):
+    import os
+    import signal
+
+    pool_of(1)
+    environment = launch(demo_project, "main", developer)
+    runtime = get("runtime")
+    os.killpg(runtime.process(environment.env_key, "api").pid, signal.SIGKILL)
+
+    states = runtime.component_states(environment.env_key)
+    for _ in range(100):  # the kill takes effect asynchronously
+        if states["api"].startswith("exited"):
+            break
+        time.sleep(0.05)
+        states = runtime.component_states(environment.env_key)
+
+    assert states["web"].startswith("running")
+    assert states["api"].startswith("exited")
+
+
+def _commit_on(repo: Path, branch: str, name: str, content: str) -> str:
+    from environments import git
+
+    here = str(repo)
+    git.run("-C", here, "checkout", "--quiet", branch)
+    (repo / name).write_text(content)
+    git.run("-C", here, "add", "-A")
+    git.run("-C", here, *demo.IDENTITY, "commit", "--quiet", "-m", "change")
+    commit = git.run("-C", here, "rev-parse", "HEAD").strip()
+    git.run("-C", here, "checkout", "--quiet", "main")
+    return commit

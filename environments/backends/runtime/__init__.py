@@ -55,3 +55,7 @@ class Runtime(ABC):
 
     @abstractmethod
     def logs(self, env_key: str, component: str, lines: int = 200) -> str: ...
+
+    @abstractmethod
+    def component_states(self, env_key: str) -> dict[str, str]:
+        """A short state per component ("running ...", "exited ..."), so a dead one shows."""

@@ -53,6 +53,8 @@ def is_alive(process: Process) -> bool:
 def _free_port(preferred: int | None) -> int:
     for candidate in (preferred or 0, 0):
         with socket.socket() as sock:
+            # As servers do: a port in TIME_WAIT from the component's previous run is free.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", candidate))
             except OSError:
@@ -164,6 +166,16 @@ class LocalRuntime(Runtime):
         except FileNotFoundError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+    def component_states(self, env_key: str) -> dict[str, str]:
+        states = {}
+        for record in sorted(self._dir(env_key).glob("*.json")):
+            proc = self.process(env_key, record.stem)
+            if proc is None:
+                continue
+            where = f"pid {proc.pid}, port {proc.port}"
+            states[record.stem] = f"running ({where})" if is_alive(proc) else f"exited ({where})"
+        return states
 
     def _mirror(self, target: Target) -> Path:
         return self.mirrors / f"{target.project}.git"
