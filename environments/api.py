@@ -1,3 +1,423 @@
-from ninja import NinjaAPI
+"""The JSON API for CI and scripts (DESIGN.md, "JSON API", a contract other teams call as
+written). Every endpoint takes a bearer token and checks the caller's role; every error is
+`{"error": ..., "detail": ...}`. State changes go through environments.services only."""
 
-api = NinjaAPI(title="Preview Portal API", version="1")
+from datetime import datetime
+from typing import Any, Literal
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Prefetch, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import reverse
+from ninja import Field, NinjaAPI, Schema, Status
+from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
+from ninja.security import HttpBearer
+
+from environments import git, roles, services, tokens
+from environments.backends import BackendError, get
+from environments.models import (
+    Component,
+    DbSlot,
+    Environment,
+    EnvironmentStatus,
+    Interface,
+    Project,
+    Run,
+    SlotState,
+    SmokeAttempt,
+)
+
+# A typo in PUT /pool must not create thousands of databases.
+MAX_POOL_SIZE = 500
+
+api = NinjaAPI(
+    title="Preview Portal API",
+    version="1",
+    description="Preview environments for every branch. Send `Authorization: Bearer <token>` "
+    "(create one with `manage.py create_api_token USER`). Errors are "
+    '`{"error": "...", "detail": ...}`.',
+)
+
+
+# Authentication and roles.
+
+class TokenAuth(HttpBearer):
+    """A token of an active user whose role allows `action`. Checked before the body is read,
+    so a caller without the role learns nothing from validation errors."""
+
+    def __init__(self, action: str) -> None:
+        self.action = action
+        super().__init__()
+
+    def authenticate(self, request: HttpRequest, token: str) -> AbstractBaseUser | None:
+        user = tokens.user_for(token)
+        if user is not None and not roles.can(user, self.action):
+            raise AuthorizationError(message=f"your role does not allow {self.action}")
+        return user
+
+
+# Errors: one JSON shape whatever raised them.
+
+def _error(request: HttpRequest, status: int, error: str, detail: Any = None) -> HttpResponse:
+    return api.create_response(request, {"error": error, "detail": detail}, status=status)
+
+
+@api.exception_handler(ValidationError)
+def _invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    return _error(request, 422, "invalid request", exc.errors)
+
+
+@api.exception_handler(AuthenticationError)
+def _unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    response = _error(request, 401, "a valid API token is required (Authorization: Bearer ...)")
+    response["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    return _error(request, exc.status_code, exc.message)
+
+
+@api.exception_handler(Http404)
+def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return _error(request, 404, str(exc) or "not found")
+
+
+@api.exception_handler(services.Refused)
+def _refused(request: HttpRequest, exc: services.Refused) -> HttpResponse:
+    return _error(request, exc.status, exc.message, exc.detail or None)
+
+
+@api.exception_handler(BackendError)
+def _backend_failed(request: HttpRequest, exc: BackendError) -> HttpResponse:
+    return _error(request, 502, str(exc), {"retryable": exc.retryable})
+
+
+# Schemas: what goes in and out (they make the OpenAPI document).
+
+class ErrorOut(Schema):
+    error: str
+    detail: Any = None
+
+
+class ComponentOut(Schema):
+    name: str
+    image: str
+    port: int
+    health_paths: list[str]
+    exposed: bool
+    env_names: list[str] = Field(
+        description="Names of its environment variables; values are never shown (secrets)."
+    )
+
+
+class ProjectOut(Schema):
+    name: str
+    repository: str
+    github_repository: str = Field(description="owner/name, what webhooks are matched on.")
+    components: list[ComponentOut]
+
+
+class BranchOut(Schema):
+    name: str
+    commit: str
+
+
+class LaunchIn(Schema):
+    project: str
+    branch: str = Field(min_length=1, max_length=255)
+    commit: str | None = Field(None, description="Defaults to the branch head.")
+    pull_request: int | None = Field(None, ge=1)
+
+
+class DatabaseOut(Schema):
+    slot: str
+    name: str
+    host: str
+
+
+class RunOut(Schema):
+    id: int
+    kind: str
+    status: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str
+
+
+class SmokeOut(Schema):
+    status: Literal["passed", "failed"]
+    passed: int
+    failed: int
+    report_url: str | None
+
+
+class LinksOut(Schema):
+    self: str
+    page: str
+
+
+class EnvironmentOut(Schema):
+    id: int
+    project: str
+    branch: str
+    commit: str
+    pull_request: int | None
+    status: EnvironmentStatus
+    status_detail: str
+    urls: dict[str, str]
+    database: DatabaseOut | None
+    owner: str | None
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None
+    queue_position: int | None
+    runs: list[RunOut] = Field(description="Newest first.")
+    smoke: SmokeOut | None = Field(
+        description="The last attempt of the newest run that has smoke results."
+    )
+    links: LinksOut
+
+
+class SlotOut(Schema):
+    name: str
+    state: SlotState
+    environment: int | None
+    leased_at: datetime | None
+
+
+class PoolOut(Schema):
+    size: int = Field(description="Slots in service (not retired).")
+    free: int
+    leased: int
+    resetting: int
+    retired: int
+    slots: list[SlotOut]
+
+
+class PoolSizeIn(Schema):
+    size: int = Field(ge=0, le=MAX_POOL_SIZE)
+
+
+ERRORS: dict[int, type[Schema]] = {code: ErrorOut for code in (400, 401, 403, 404, 409, 422)}
+ERRORS_UPSTREAM: dict[int, type[Schema]] = {**ERRORS, 502: ErrorOut}
+
+
+# Serialization.
+
+def component_json(component: Component) -> dict[str, Any]:
+    return {
+        "name": component.name, "image": component.image, "port": component.port,
+        "health_paths": component.health_paths, "exposed": component.exposed,
+        "env_names": sorted(component.env_vars),
+    }
+
+
+def project_json(project: Project) -> dict[str, Any]:
+    return {
+        "name": project.name, "repository": project.repository,
+        "github_repository": project.github_repository,
+        "components": [component_json(c) for c in project.components.all()],
+    }
+
+
+def run_json(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.pk, "kind": run.kind, "status": run.status, "started_at": run.started_at,
+        "finished_at": run.finished_at, "error": run.error,
+    }
+
+
+def smoke_json(runs: list[Run]) -> dict[str, Any] | None:
+    """`runs` newest first, their smoke attempts prefetched (ordered by number)."""
+    attempt: SmokeAttempt | None = next(
+        (list(r.smoke_attempts.all())[-1] for r in runs if r.smoke_attempts.all()), None
+    )
+    if attempt is None:
+        return None
+    return {
+        "status": "passed" if attempt.ok else "failed",
+        "passed": attempt.passed,
+        "failed": attempt.failed,
+        "report_url": get("storage").url(attempt.report_key) if attempt.report_key else None,
+    }
+
+
+def links_json(environment: Environment) -> dict[str, str]:
+    base = settings.PORTAL_BASE_URL
+    return {
+        "self": base + reverse("api-1:get_environment", kwargs={"id": environment.pk}),
+        "page": base + reverse("environment", args=[environment.pk]),
+    }
+
+
+def environment_json(environment: Environment, slot: str | None,
+                     queue_position: int | None) -> dict[str, Any]:
+    """One environment; `environment` comes from with_details()."""
+    runs = list(environment.runs.all())
+    return {
+        "id": environment.pk, "project": environment.project.name,
+        "branch": environment.branch, "commit": environment.commit,
+        "pull_request": environment.pull_request, "status": environment.status,
+        "status_detail": environment.status_detail, "urls": environment.urls,
+        # public(): the slot, database name and host only, never the password or a DSN.
+        "database": get("pool").connection(slot).public() if slot else None,
+        "owner": environment.owner.get_username() if environment.owner else None,
+        "created_at": environment.created_at, "updated_at": environment.updated_at,
+        "expires_at": environment.expires_at, "queue_position": queue_position,
+        "runs": [run_json(r) for r in runs], "smoke": smoke_json(runs),
+        "links": links_json(environment),
+    }
+
+
+def with_details(environments: QuerySet[Environment]) -> QuerySet[Environment]:
+    runs = Run.objects.order_by("-id").prefetch_related("smoke_attempts")
+    return environments.select_related("project", "owner").prefetch_related(
+        Prefetch("runs", queryset=runs)
+    )
+
+
+def environments_json(environments: QuerySet[Environment]) -> list[dict[str, Any]]:
+    """A fixed number of queries however many environments there are."""
+    found = list(with_details(environments))
+    slots = dict(
+        DbSlot.objects.filter(environment__in=found).values_list("environment_id", "name")
+    )
+    queued = any(e.status == EnvironmentStatus.QUEUED for e in found)
+    positions = services.queue_positions() if queued else {}
+    return [environment_json(e, slots.get(e.pk), positions.get(e.pk)) for e in found]
+
+
+def pool_json() -> dict[str, Any]:
+    slots = list(DbSlot.objects.values("name", "state", "environment", "leased_at"))
+    counts = {state: sum(s["state"] == state for s in slots) for state in SlotState}
+    return {
+        "size": len(slots) - counts[SlotState.RETIRED],
+        **{str(state): count for state, count in counts.items()},
+        "slots": slots,
+    }
+
+
+# Lookups that answer 404 in the error shape.
+
+def _project(name: str) -> Project:
+    project = Project.objects.filter(name=name).first()
+    if project is None:
+        raise services.Refused(f"no project {name!r}", 404, {"project": name})
+    return project
+
+
+def _missing(environment_id: int) -> services.Refused:
+    return services.Refused(f"no environment {environment_id}", 404, {"id": environment_id})
+
+
+def _environment(environment_id: int) -> Environment:
+    environment = Environment.objects.select_related("project").filter(pk=environment_id).first()
+    if environment is None:
+        raise _missing(environment_id)
+    return environment
+
+
+def _environment_json(environment_id: int) -> dict[str, Any]:
+    found = environments_json(Environment.objects.filter(pk=environment_id))
+    if not found:
+        raise _missing(environment_id)
+    return found[0]
+
+
+def _accepted(environment_id: int) -> Status:
+    """202 with the environment as it is now (inline task runners may have finished it)."""
+    return Status(202, _environment_json(environment_id))
+
+
+# Endpoints.
+
+@api.get("/projects", response={200: list[ProjectOut], **ERRORS}, auth=TokenAuth(roles.VIEW))
+def list_projects(request: HttpRequest) -> list[dict[str, Any]]:
+    return [project_json(p) for p in Project.objects.prefetch_related("components")]
+
+
+@api.get("/projects/{name}/branches", response={200: list[BranchOut], **ERRORS_UPSTREAM},
+         auth=TokenAuth(roles.VIEW))
+def list_branches(request: HttpRequest, name: str) -> list[dict[str, str]]:
+    """The branches of the project's repository (what can be launched); 502 when it cannot be
+    read."""
+    return [{"name": b.name, "commit": b.commit} for b in git.branches(_project(name).repository)]
+
+
+@api.post("/environments", response={202: EnvironmentOut, **ERRORS_UPSTREAM},
+          auth=TokenAuth(roles.LAUNCH))
+def launch_environment(request: HttpRequest, body: LaunchIn) -> Status:
+    """Launch a preview of the branch. Idempotent per (project, branch): a live environment is
+    redeployed and returned."""
+    environment = services.launch(
+        _project(body.project), body.branch, actor=request.auth, interface=Interface.API,
+        commit=body.commit, pull_request=body.pull_request,
+    )
+    return _accepted(environment.pk)
+
+
+@api.get("/environments", response={200: list[EnvironmentOut], **ERRORS},
+         auth=TokenAuth(roles.VIEW))
+def list_environments(request: HttpRequest, project: str | None = None,
+                      status: EnvironmentStatus | None = None,
+                      branch: str | None = None) -> list[dict[str, Any]]:
+    """Active environments (everything not torn down), or those with `status`, newest first."""
+    found = Environment.objects.filter(status=status) if status else Environment.objects.active()
+    if project is not None:
+        found = found.filter(project__name=project)
+    if branch is not None:
+        found = found.filter(branch=branch)
+    return environments_json(found)
+
+
+@api.get("/environments/{id}", response={200: EnvironmentOut, **ERRORS},
+         auth=TokenAuth(roles.VIEW))
+def get_environment(request: HttpRequest, id: int) -> dict[str, Any]:
+    return _environment_json(id)
+
+
+@api.post("/environments/{id}/redeploy", response={202: EnvironmentOut, **ERRORS_UPSTREAM},
+          auth=TokenAuth(roles.REDEPLOY))
+def redeploy_environment(request: HttpRequest, id: int) -> Status:
+    """Deploy the branch head again; 409 while it is being torn down."""
+    services.redeploy(_environment(id), actor=request.auth, interface=Interface.API)
+    return _accepted(id)
+
+
+@api.post("/environments/{id}/smoke", response={202: EnvironmentOut, **ERRORS},
+          auth=TokenAuth(roles.SMOKE))
+def rerun_smoke(request: HttpRequest, id: int) -> Status:
+    """Run the smoke checks again; 409 unless the environment is ready or degraded."""
+    services.rerun_smoke(_environment(id), actor=request.auth, interface=Interface.API)
+    return _accepted(id)
+
+
+@api.delete("/environments/{id}", response={202: EnvironmentOut, **ERRORS},
+            auth=TokenAuth(roles.TEARDOWN))
+def teardown_environment(request: HttpRequest, id: int) -> Status:
+    """Tear the environment down; 409 when it already is."""
+    services.teardown(_environment(id), actor=request.auth, interface=Interface.API)
+    return _accepted(id)
+
+
+@api.get("/pool", response={200: PoolOut, **ERRORS}, auth=TokenAuth(roles.VIEW))
+def get_pool(request: HttpRequest) -> dict[str, Any]:
+    return pool_json()
+
+
+@api.put("/pool", response={200: PoolOut, **ERRORS_UPSTREAM}, auth=TokenAuth(roles.MANAGE_POOL))
+def resize_pool(request: HttpRequest, body: PoolSizeIn) -> dict[str, Any]:
+    """Grow the DB pool to `size` slots (admin). Shrinking is not supported yet (it comes with
+    the MySQL pool): a size below the current one is refused with 409 and nothing changes."""
+    current = pool_json()["size"]
+    if body.size < current:
+        raise services.Refused(
+            f"the pool has {current} slots; shrinking it is not supported yet", 409,
+            {"size": current, "requested": body.size},
+        )
+    added = services.ensure_pool_size(body.size)
+    services.audit(request.auth, Interface.API, "resize_pool", size=body.size, added=added)
+    return pool_json()
