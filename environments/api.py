@@ -421,3 +421,13 @@ def resize_pool(request: HttpRequest, body: PoolSizeIn) -> dict[str, Any]:
     added = services.ensure_pool_size(body.size)
     services.audit(request.auth, Interface.API, "resize_pool", size=body.size, added=added)
     return pool_json()
+
+
+# Last, so it only sees what no endpoint above matched: scripts get JSON here too.
+@api.api_operation(["GET", "POST", "PUT", "PATCH", "DELETE"], "/{path:rest}", auth=None,
+                   include_in_schema=False)
+def unknown_endpoint(request: HttpRequest, rest: str) -> None:
+    raise services.Refused(
+        f"no API endpoint {request.method} {request.path} (paths have no trailing slash)", 404,
+        {"docs": settings.PORTAL_BASE_URL + reverse("api-1:openapi-view")},
+    )

@@ -40,7 +40,8 @@ def secret_pool_password(monkeypatch: pytest.MonkeyPatch) -> None:
     pool = get("pool")
     connection_of = pool.connection
     monkeypatch.setattr(
-        pool, "connection", lambda slot: dataclasses.replace(connection_of(slot), password=SECRET)
+        pool, "connection",
+        lambda *args: dataclasses.replace(connection_of(*args), password=SECRET),
     )
 
 
@@ -278,14 +279,17 @@ def test_queued_environments_show_their_place_in_the_queue(client, demo_project,
         "feature/checkout": 1, demo.UNICODE_BRANCH: 2}
 
 
-def test_an_unknown_environment_is_a_json_404(client, dev_token):
+def test_an_unknown_environment_or_endpoint_is_a_json_404(client, dev_token):
     missing = call(client, "get", "/environments/999", dev_token)
     not_an_id = call(client, "post", "/environments/abc/redeploy", dev_token)
+    trailing_slash = call(client, "get", "/environments/", dev_token)
 
     assert missing.status_code == 404
     assert missing.json() == {"error": "no environment 999", "detail": {"id": 999}}
     assert not_an_id.status_code == 422
     assert not_an_id.json()["error"] == "invalid request"
+    assert trailing_slash.status_code == 404
+    assert "no trailing slash" in trailing_slash.json()["error"]
 
 
 def test_actions_refused_in_the_current_state_are_409(client, demo_project, pool_of, dev_token):
@@ -315,21 +319,21 @@ def test_pool_shows_each_slot_and_the_counts(client, demo_project, pool_of, qa):
         ("preview_03", "free", None)]
 
 
-def test_admin_grows_the_pool_but_a_shrink_is_refused(client, pool_of, admin):
+def test_admin_grows_and_shrinks_the_pool(client, pool_of, admin):
     pool_of(2)
     token = tokens.create(admin)
 
     grown = call(client, "put", "/pool", token, {"size": 4})
-    shrink = call(client, "put", "/pool", token, {"size": 1})
+    shrunk = call(client, "put", "/pool", token, {"size": 1})
     negative = call(client, "put", "/pool", token, {"size": -1})
 
     assert grown.status_code == 200
     assert grown.json()["size"] == grown.json()["free"] == 4
-    assert shrink.status_code == 409
-    assert "shrinking it is not supported yet" in shrink.json()["error"]
+    assert shrunk.status_code == 200
+    assert (shrunk.json()["size"], shrunk.json()["retired"]) == (1, 3)
     assert negative.status_code == 422
-    assert DbSlot.objects.count() == 4
-    assert AuditEvent.objects.get().detail == {"size": 4, "added": 2}
+    assert [e.detail for e in AuditEvent.objects.order_by("id")] == [
+        {"size": 4, "added": 2, "retired": 0}, {"size": 1, "added": 0, "retired": 3}]
 
 
 def test_create_api_token_prints_a_token_that_authenticates(client, developer):
