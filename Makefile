@@ -10,7 +10,7 @@ export UV_PYTHON_DOWNLOADS := never
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint venv browser clean
+.PHONY: run test lint venv services clean
 
 $(UV):
 	$(PYTHON) -m venv $(CACHE_DIR)/uv-$(UV_VERSION)
@@ -27,11 +27,18 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	PORTAL_DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
 
-# Debian's Chromium for the browser tests (root on CI; skipped when already there).
-browser:
-	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+# What the tests run for real, from Debian's packages (root on CI; skipped when present):
+# Chromium for the browser test, MariaDB for the MySQL pool (each test run starts its own).
+DEBIAN_PACKAGES := /usr/bin/chromium:chromium /usr/sbin/mariadbd:mariadb-server
+services:
+	@missing=""; for entry in $(DEBIAN_PACKAGES); do \
+	  [ -x "$${entry%%:*}" ] || missing="$$missing $${entry#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
-test: venv browser lint
+test: venv services lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

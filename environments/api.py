@@ -410,16 +410,10 @@ def get_pool(request: HttpRequest) -> dict[str, Any]:
 
 @api.put("/pool", response={200: PoolOut, **ERRORS_UPSTREAM}, auth=TokenAuth(roles.MANAGE_POOL))
 def resize_pool(request: HttpRequest, body: PoolSizeIn) -> dict[str, Any]:
-    """Grow the DB pool to `size` slots (admin). Shrinking is not supported yet (it comes with
-    the MySQL pool): a size below the current one is refused with 409 and nothing changes."""
-    current = pool_json()["size"]
-    if body.size < current:
-        raise services.Refused(
-            f"the pool has {current} slots; shrinking it is not supported yet", 409,
-            {"size": current, "requested": body.size},
-        )
-    added = services.ensure_pool_size(body.size)
-    services.audit(request.auth, Interface.API, "resize_pool", size=body.size, added=added)
+    """Resize the DB pool to `size` slots (admin). Growing creates databases and users (adopting
+    existing ones); shrinking retires free slots only, and a size below the leased slots is
+    refused with 409 and nothing changes. Re-running an interrupted resize finishes it."""
+    services.resize_pool(body.size, actor=request.auth, interface=Interface.API)
     return pool_json()
 
 

@@ -43,7 +43,10 @@ def build_repository(path: Path) -> Path:
 def register(repository: Path, name: str = "demo") -> Project:
     project, _ = Project.objects.update_or_create(
         name=name,
-        defaults={"repository": str(repository), "github_repository": "preview-portal/demo"},
+        defaults={
+            "repository": str(repository), "github_repository": "preview-portal/demo",
+            "seed_sql": "seed.sql",
+        },
     )
     command = f"{shlex.quote(sys.executable)} app.py"
     for position, role in enumerate(("web", "api")):

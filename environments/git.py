@@ -1,7 +1,14 @@
 """The few git operations the portal needs, through the git command line."""
 
+import fcntl
+import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
 
 from environments.backends import BackendError
 
@@ -47,3 +54,31 @@ def branches(repository: str) -> list[Branch]:
 
 def resolve(repository: str, branch: str) -> str | None:
     return next((b.commit for b in branches(repository) if b.name == branch), None)
+
+
+@contextmanager
+def locked(lockfile: Path) -> Iterator[None]:
+    """One process at a time in a mirror (git's own ref locks fail rather than wait)."""
+    lockfile.parent.mkdir(parents=True, exist_ok=True)
+    with lockfile.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def sync_mirror(mirror: Path, repository: str) -> str:
+    """Clone or fetch a bare mirror of the repository; say which."""
+    with locked(mirror.with_suffix(".lock")):
+        if not (mirror / "HEAD").exists():
+            shutil.rmtree(mirror, ignore_errors=True)
+            run("clone", "--mirror", "--quiet", "--", repository, str(mirror))
+            return f"cloned {repository}"
+        run("--git-dir", str(mirror), "fetch", "--prune", "--quiet", "origin")
+        return f"fetched {repository}"
+
+
+def show(mirror: Path, commit: str, path: str) -> str:
+    return run("--git-dir", str(mirror), "show", f"{commit}:{path}")
+
+
+def mirror_path(project: str) -> Path:
+    return Path(settings.VAR_DIR) / "git" / f"{project}.git"

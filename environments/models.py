@@ -25,6 +25,10 @@ class Project(models.Model):
     github_repository = models.CharField(
         max_length=200, blank=True, help_text="owner/name, what GitHub webhooks are matched on."
     )
+    seed_sql = models.CharField(
+        max_length=300, blank=True,
+        help_text="Path of an SQL file in the repository run in each new DB slot it leases.",
+    )
     ttl_hours = models.FloatField(
         null=True, blank=True, help_text="Lifetime of an environment; empty: portal default."
     )
@@ -306,6 +310,8 @@ class DbSlot(models.Model):
     )
     leased_at = models.DateTimeField(null=True, blank=True)
     last_reset_at = models.DateTimeField(null=True, blank=True)
+    secret = models.TextField(blank=True, help_text="The slot user's password, sealed.")
+    seeded = models.BooleanField(default=False)
     error = models.TextField(blank=True)
 
     class Meta:

@@ -14,11 +14,12 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from environments import naming, probes, services
+from environments import git, naming, probes, services
 from environments.backends import BackendError, get
 from environments.backends.notify import Notice
 from environments.backends.runtime import ComponentSpec, Target
 from environments.models import (
+    DbSlot,
     Environment,
     EnvironmentStatus,
     LogLine,
@@ -64,7 +65,7 @@ def target_for(environment: Environment, commit: str) -> Target:
     slot = environment.slot
     if slot is None:
         raise BackendError("the environment holds no DB slot")
-    database = get("pool").connection(slot.name)
+    database = services.slot_connection(slot)
     components = tuple(
         ComponentSpec(
             name=c.name, image=c.image, port=c.port, health_paths=tuple(c.health_paths),
@@ -106,8 +107,31 @@ def lease_db(ctx: Context) -> None:
     slot = services.lease_slot(ctx.environment)
     if slot is None:
         raise PoolFull
-    ctx.log(f"DB slot {slot.name} is this environment's")
+    database = services.slot_connection(slot)
+    try:
+        get("pool").check(slot.name, database.password)
+    except BackendError:
+        services.unlease_slot(slot)  # nothing was written: the slot stays usable
+        raise
+    ctx.log(f"DB slot {slot.name} is this environment's ({database.public()['host'] or 'file'})")
+    seed_path = ctx.environment.project.seed_sql
+    if seed_path and not slot.seeded:
+        _seed(ctx, slot, database.password, seed_path)
     services.set_status(ctx.environment, EnvironmentStatus.PROVISIONING)
+
+
+def _seed(ctx: Context, slot: DbSlot, secret: str, path: str) -> None:
+    project = ctx.environment.project
+    mirror = git.mirror_path(project.name)
+    try:
+        git.sync_mirror(mirror, project.repository)
+        sql = git.show(mirror, ctx.run.commit, path)
+        get("pool").seed(slot.name, secret, sql)
+    except BackendError:
+        services.release_slot(ctx.environment)  # may be half-seeded: reset before reuse
+        raise
+    services.mark_seeded(slot)
+    ctx.log(f"seeded {slot.name} from {path}")
 
 
 def render(ctx: Context) -> None:

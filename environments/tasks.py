@@ -21,8 +21,12 @@ def reset_slot(slot_id: int) -> None:
     if slot is None:
         return
     try:
-        get("pool").reset(slot.name)
+        secret = get("pool").reset(slot.name)
     except BackendError as exc:
         services.finish_slot_reset(slot, error=f"reset failed: {exc}")
         return
-    services.finish_slot_reset(slot)
+    services.finish_slot_reset(slot, secret)
+
+
+def retry_failed_resets() -> None:
+    services.retry_failed_resets()

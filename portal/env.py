@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -68,3 +69,9 @@ def require(name: str, value: str, because: str) -> None:
 def refuse_unless(condition: bool, message: str) -> None:
     if not condition:
         raise ImproperlyConfigured(message)
+
+
+def matching(name: str, pattern: str, default: str) -> str:
+    value = text(name, default)
+    refuse_unless(bool(re.fullmatch(pattern, value)), f"{name} must match {pattern}, not {value!r}")
+    return value

@@ -150,7 +150,7 @@ PORTAL_READY_TIMEOUT = env.number("PORTAL_READY_TIMEOUT", 60, minimum=1)
 
 PORTAL_DB_POOL = env.choice("PORTAL_DB_POOL", ("sqlite", "mysql"), "sqlite")
 PORTAL_POOL_MYSQL_URL = env.text("PORTAL_POOL_MYSQL_URL")
-PORTAL_POOL_PREFIX = env.text("PORTAL_POOL_PREFIX", "preview_")
+PORTAL_POOL_PREFIX = env.matching("PORTAL_POOL_PREFIX", r"[a-z][a-z0-9_]{0,20}", "preview_")
 PORTAL_POOL_SIZE = env.integer("PORTAL_POOL_SIZE", 5, minimum=0)
 PORTAL_POOL_PUBLIC_HOST = env.text("PORTAL_POOL_PUBLIC_HOST")
 if PORTAL_DB_POOL == "mysql":

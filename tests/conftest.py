@@ -1,6 +1,8 @@
 """Shared fixtures: a real git repository of the demo product, users in each role, a DB pool,
 and tasks run inline (django-q2 sync mode) unless a test starts real workers."""
 
+import itertools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +12,8 @@ from django.contrib.auth.models import Group, User
 from environments import demo, roles, services
 from environments.backends import get
 from environments.models import Project
+from tests import mariadb as mariadb_server
+from tests.mariadb import MariaDB
 
 
 @pytest.fixture(scope="session")
@@ -75,3 +79,33 @@ def admin(db) -> User:
 @pytest.fixture
 def outsider(db) -> User:
     return make_user("outsider", None)
+
+
+def require_tool(ready: bool, what: str) -> None:
+    """A missing service fails on CI (make test installs it) and skips elsewhere."""
+    if ready:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} is missing on CI: `make test` should have installed it")
+    pytest.skip(f"{what} is not installed (make test installs it)")
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
+    require_tool(mariadb_server.available(), "MariaDB (Debian package mariadb-server)")
+    server = MariaDB(tmp_path_factory.mktemp("mariadb") / "data")
+    server.start()
+    yield server
+    server.remove()
+
+
+_prefixes = itertools.count(1)
+
+
+@pytest.fixture
+def mysql_pool(settings, mariadb: MariaDB) -> MariaDB:
+    """The mysql pool backend on the test server, with a prefix of this test's own."""
+    settings.PORTAL_DB_POOL = "mysql"
+    settings.PORTAL_POOL_MYSQL_URL = mariadb.admin_url
+    settings.PORTAL_POOL_PREFIX = f"t{next(_prefixes)}_"
+    return mariadb

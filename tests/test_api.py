@@ -319,21 +319,21 @@ def test_pool_shows_each_slot_and_the_counts(client, demo_project, pool_of, qa):
         ("preview_03", "free", None)]
 
 
-def test_admin_grows_the_pool_but_a_shrink_is_refused(client, pool_of, admin):
+def test_admin_grows_and_shrinks_the_pool(client, pool_of, admin):
     pool_of(2)
     token = tokens.create(admin)
 
     grown = call(client, "put", "/pool", token, {"size": 4})
-    shrink = call(client, "put", "/pool", token, {"size": 1})
+    shrunk = call(client, "put", "/pool", token, {"size": 1})
     negative = call(client, "put", "/pool", token, {"size": -1})
 
     assert grown.status_code == 200
     assert grown.json()["size"] == grown.json()["free"] == 4
-    assert shrink.status_code == 409
-    assert "shrinking it is not supported yet" in shrink.json()["error"]
+    assert shrunk.status_code == 200
+    assert (shrunk.json()["size"], shrunk.json()["retired"]) == (1, 3)
     assert negative.status_code == 422
-    assert DbSlot.objects.count() == 4
-    assert AuditEvent.objects.get().detail == {"size": 4, "added": 2}
+    assert [e.detail for e in AuditEvent.objects.order_by("id")] == [
+        {"size": 4, "added": 2, "retired": 0}, {"size": 1, "added": 0, "retired": 3}]
 
 
 def test_create_api_token_prints_a_token_that_authenticates(client, developer):

@@ -20,7 +20,13 @@ class BackendError(Exception):
 
 IMPLEMENTATIONS: dict[str, tuple[str, dict[str, str]]] = {
     "runtime": ("PORTAL_RUNTIME", {"local": "environments.backends.runtime.local.LocalRuntime"}),
-    "pool": ("PORTAL_DB_POOL", {"sqlite": "environments.backends.pool.sqlite.SqlitePool"}),
+    "pool": (
+        "PORTAL_DB_POOL",
+        {
+            "sqlite": "environments.backends.pool.sqlite.SqlitePool",
+            "mysql": "environments.backends.pool.mysql.MysqlPool",
+        },
+    ),
     "dns": ("PORTAL_DNS", {"none": "environments.backends.dns.none.NoDns"}),
     "storage": ("PORTAL_REPORTS", {"file": "environments.backends.storage.file.FileReports"}),
     "notify": ("PORTAL_NOTIFY", {"log": "environments.backends.notify.log.LogNotifier"}),

@@ -1,5 +1,6 @@
 """DB pool: the physical databases behind DbSlot rows. The portal database decides who holds
-which slot; a pool backend only creates, resets and drops the databases themselves."""
+which slot; a pool backend only creates, checks, seeds, resets and drops the databases and their
+users. A slot's secret (its user's password) is returned to the portal, which keeps it sealed."""
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -33,16 +34,29 @@ class DbInfo:
 
 class Pool(ABC):
     @abstractmethod
-    def create(self, slot: str) -> None:
-        """Make the slot's database exist (adopting one that already does)."""
+    def create(self, slot: str) -> str:
+        """Make the slot's database and user exist (adopting existing ones); return the secret."""
 
     @abstractmethod
-    def reset(self, slot: str) -> None:
-        """Empty the slot's database so the next lessee starts clean."""
+    def reset(self, slot: str) -> str:
+        """Empty the database, cut off its users, rotate the secret; return the new secret."""
 
     @abstractmethod
     def drop(self, slot: str) -> None:
-        """Remove the slot's database; not an error when it is already gone."""
+        """Remove the database and user; not an error when they are already gone."""
 
     @abstractmethod
-    def connection(self, slot: str) -> DbInfo: ...
+    def check(self, slot: str, secret: str) -> None:
+        """Connect as the slot's own user, as the environment will."""
+
+    @abstractmethod
+    def seed(self, slot: str, secret: str, sql: str) -> None:
+        """Run an SQL script in the slot's database, as the slot's user."""
+
+    @abstractmethod
+    def existing(self) -> set[str]:
+        """Slot databases present on the server (named with the pool's prefix)."""
+
+    @abstractmethod
+    def connection(self, slot: str, secret: str = "") -> DbInfo:
+        """How to reach the slot; without the secret, for showing (DbInfo.public)."""

@@ -4,7 +4,6 @@ Layout under PORTAL_VAR_DIR/runtime/<env_key>/: `src/` (the worktree), `<compone
 (pid, process start time, port, commit), `logs/<component>.log`.
 """
 
-import fcntl
 import json
 import os
 import shutil
@@ -12,8 +11,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -63,18 +61,9 @@ def _free_port(preferred: int | None) -> int:
     raise BackendError("no free loopback port", retryable=True)
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-
-
 class LocalRuntime(Runtime):
     def __init__(self) -> None:
         self.root = Path(settings.VAR_DIR) / "runtime"
-        self.mirrors = Path(settings.VAR_DIR) / "git"
 
     def _dir(self, key: str) -> Path:
         return self.root / key
@@ -177,21 +166,6 @@ class LocalRuntime(Runtime):
             states[record.stem] = f"running ({where})" if is_alive(proc) else f"exited ({where})"
         return states
 
-    def _mirror(self, target: Target) -> Path:
-        return self.mirrors / f"{target.project}.git"
-
-    def _sync_mirror(self, target: Target, log: Log) -> Path:
-        mirror = self._mirror(target)
-        with _locked(self.mirrors / f"{target.project}.lock"):
-            if not (mirror / "HEAD").exists():
-                shutil.rmtree(mirror, ignore_errors=True)
-                git.run("clone", "--mirror", "--quiet", "--", target.repository, str(mirror))
-                log(f"cloned {target.repository}")
-            else:
-                git.run("--git-dir", str(mirror), "fetch", "--prune", "--quiet", "origin")
-                log(f"fetched {target.repository}")
-        return mirror
-
     def _checked_out(self, key: str) -> str | None:
         worktree = self._worktree(key)
         if not (worktree / ".git").exists():
@@ -202,9 +176,10 @@ class LocalRuntime(Runtime):
             return None
 
     def _checkout(self, target: Target, log: Log) -> None:
-        mirror = self._sync_mirror(target, log)
+        mirror = git.mirror_path(target.project)
+        log(git.sync_mirror(mirror, target.repository))
         worktree = self._worktree(target.env_key)
-        with _locked(self.mirrors / f"{target.project}.lock"):
+        with git.locked(mirror.with_suffix(".lock")):
             if worktree.exists():
                 shutil.rmtree(worktree)
                 git.run("--git-dir", str(mirror), "worktree", "prune")
