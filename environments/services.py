@@ -12,11 +12,12 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from environments import git, naming
-from environments.backends import BackendError
+from environments import crypto, git, naming
+from environments.backends import BackendError, get
+from environments.backends.pool import DbInfo
 from environments.models import (
     STEPS_BY_KIND,
     AuditEvent,
@@ -264,20 +265,75 @@ def slot_name(number: int) -> str:
     return f"{settings.PORTAL_POOL_PREFIX}{number:02d}"
 
 
-def ensure_pool_size(size: int) -> int:
-    """Grow the pool to `size` slots (never shrinks); return how many were added."""
-    from environments.backends import get
+def active_slots() -> QuerySet[DbSlot]:
+    return DbSlot.objects.exclude(state=SlotState.RETIRED)
 
-    existing = set(DbSlot.objects.values_list("name", flat=True))
+
+def ensure_pool_size(size: int) -> int:
+    """Grow the pool to `size` slots (never shrinks); return how many were added. Re-running an
+    interrupted grow finishes it; databases that already exist are adopted."""
+    pool = get("pool")
     added = 0
-    for number in range(1, size + 1):
+    number = 0
+    while active_slots().count() < size:
+        number += 1
         name = slot_name(number)
-        if name in existing:
+        slot = DbSlot.objects.filter(name=name).first()
+        if slot and slot.state != SlotState.RETIRED:
             continue
-        get("pool").create(name)
-        DbSlot.objects.get_or_create(name=name, defaults={"last_reset_at": timezone.now()})
+        secret = crypto.seal(pool.create(name))
+        DbSlot.objects.update_or_create(name=name, defaults={
+            "state": SlotState.FREE, "secret": secret, "seeded": False, "error": "",
+            "environment": None, "leased_at": None, "last_reset_at": timezone.now(),
+        })
         added += 1
     return added
+
+
+def resize_pool(size: int, *, actor: User, interface: str) -> dict[str, int]:
+    """Grow, or shrink by retiring free slots (highest first). A size below the slots in use
+    is refused with nothing changed."""
+    active = active_slots().count()
+    if size >= active:
+        added = ensure_pool_size(size)
+        retired = _drop_retired()
+    else:
+        retired = _shrink(active - size, size)
+        added = 0
+    audit(actor, interface, "resize_pool", size=size, added=added, retired=retired)
+    return {"size": active_slots().count(), "added": added, "retired": retired}
+
+
+def _shrink(count: int, size: int) -> int:
+    leased = DbSlot.objects.filter(state=SlotState.LEASED).count()
+    if size < leased:
+        raise Refused(f"cannot shrink the pool to {size}: {leased} slots are leased", 409,
+                      {"size": size, "leased": leased})
+    free = list(DbSlot.objects.filter(state=SlotState.FREE).order_by("-name")[:count])
+    if len(free) < count:
+        raise Refused(f"cannot shrink the pool to {size} now: only {len(free)} slots are free "
+                      "(others are resetting); try again in a moment", 409, {"size": size})
+    with transaction.atomic():
+        for slot in free:
+            if not DbSlot.objects.filter(pk=slot.pk, state=SlotState.FREE).update(
+                state=SlotState.RETIRED, secret=""
+            ):
+                transaction.set_rollback(True)
+                raise Refused("a slot was leased while shrinking; nothing changed, try again",
+                              409)
+    return _drop_retired()
+
+
+def _drop_retired() -> int:
+    """Remove retired slots' databases; idempotent, so an interrupted shrink finishes later."""
+    retired = list(DbSlot.objects.filter(state=SlotState.RETIRED))
+    for slot in retired:
+        get("pool").drop(slot.name)
+    return len(retired)
+
+
+def slot_connection(slot: DbSlot) -> DbInfo:
+    return get("pool").connection(slot.name, crypto.unseal(slot.secret))
 
 
 def lease_slot(environment: Environment) -> DbSlot | None:
@@ -285,24 +341,41 @@ def lease_slot(environment: Environment) -> DbSlot | None:
     held = DbSlot.objects.filter(environment=environment).first()
     if held:
         return held
-    # Oldest queued first: a newer environment does not take a slot an older one waits for.
-    free = DbSlot.objects.filter(state=SlotState.FREE)
-    if _waiting_ahead(environment) >= free.count():
-        return None
-    for candidate in free.values_list("pk", flat=True):
-        with transaction.atomic():
-            taken = DbSlot.objects.filter(pk=candidate, state=SlotState.FREE).update(
+    with transaction.atomic():
+        # Locking the free slots makes concurrent leases take turns, so each one counts the
+        # free slots and the queue ahead of it at one moment.
+        free = list(
+            DbSlot.objects.select_for_update().filter(state=SlotState.FREE)
+            .order_by("name").values_list("pk", flat=True)
+        )
+        # Oldest queued first: a newer environment does not take a slot an older one waits for.
+        if _waiting_ahead(environment) >= len(free):
+            return None
+        for candidate in free:
+            if DbSlot.objects.filter(pk=candidate, state=SlotState.FREE).update(
                 state=SlotState.LEASED, environment=environment, leased_at=timezone.now()
-            )
-        if taken:
-            return DbSlot.objects.get(pk=candidate)
+            ):
+                return DbSlot.objects.get(pk=candidate)
     return None
 
 
+def unlease_slot(slot: DbSlot) -> None:
+    """Give back a slot nothing was written to (its check failed): free at once, no reset."""
+    DbSlot.objects.filter(pk=slot.pk, state=SlotState.LEASED, seeded=False).update(
+        state=SlotState.FREE, environment=None, leased_at=None
+    )
+
+
+def mark_seeded(slot: DbSlot) -> None:
+    DbSlot.objects.filter(pk=slot.pk).update(seeded=True)
+
+
 def _waiting_ahead(environment: Environment) -> int:
+    """Queued environments older than this one that hold no slot yet."""
+    holders = DbSlot.objects.filter(environment__isnull=False).values("environment_id")
     return Environment.objects.queued_oldest_first().filter(
         queued_at__lt=environment.queued_at or timezone.now()
-    ).count()
+    ).exclude(pk__in=holders).count()
 
 
 def release_slot(environment: Environment) -> DbSlot | None:
@@ -316,14 +389,24 @@ def release_slot(environment: Environment) -> DbSlot | None:
     return slot
 
 
-def finish_slot_reset(slot: DbSlot, error: str = "") -> None:
+def finish_slot_reset(slot: DbSlot, secret: str = "", error: str = "") -> None:
+    """A failed reset keeps the slot out of rotation with its error shown: never handed out
+    dirty. A later reset (retried on schedule) puts it back."""
     if error:
         DbSlot.objects.filter(pk=slot.pk).update(error=error)
         return
     DbSlot.objects.filter(pk=slot.pk, state=SlotState.RESETTING).update(
-        state=SlotState.FREE, error="", last_reset_at=timezone.now()
+        state=SlotState.FREE, error="", seeded=False, secret=crypto.seal(secret),
+        last_reset_at=timezone.now(),
     )
     wake_queued()
+
+
+def retry_failed_resets() -> int:
+    stuck = DbSlot.objects.filter(state=SlotState.RESETTING).exclude(error="")
+    for slot in stuck:
+        enqueue_slot_reset(slot.pk)
+    return len(stuck)
 
 
 def wake_queued() -> None:
