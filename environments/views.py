@@ -1,17 +1,321 @@
-"""Pages. Function-based views; state changes go through services."""
+"""Pages. Function-based views; state changes go through services, permissions through roles."""
 
-from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.db.models import Prefetch
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from environments import git, roles, services
+from environments.backends import BackendError, get
+from environments.models import (
+    ACTIVE,
+    Environment,
+    EnvironmentStatus,
+    Interface,
+    Project,
+    Run,
+    RunKind,
+    RunStep,
+    StepStatus,
+)
+
+View = Callable[..., HttpResponse]
+FILTERS = ("project", "status", "branch", "owner")
+RUNS_SHOWN = 20
+AUDIT_SHOWN = 50
+LOG_LINES = 200
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok\n", content_type="text/plain")
 
 
-@login_required
-def _todo(request: HttpRequest, **kwargs: object) -> HttpResponse:
-    return HttpResponse("not yet", status=501)
+def requires(action: str) -> Callable[[View], View]:
+    """Log in first, then hold a role that may do `action` (403 otherwise)."""
+
+    def decorate(view: View) -> View:
+        @wraps(view)
+        def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.is_authenticated:
+                return _to_login(request)
+            if not roles.can(request.user, action):
+                raise PermissionDenied(f"your role does not allow {action}")
+            return view(request, *args, **kwargs)
+
+        return guarded
+
+    return decorate
 
 
-dashboard = launch = branch_options = environment = environment_live = _todo
-redeploy = teardown = smoke = component_logs = report = _todo
+def _is_htmx(request: HttpRequest) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def _to_login(request: HttpRequest) -> HttpResponse:
+    if _is_htmx(request):
+        # A poll whose session expired: a plain redirect would swap the login page into
+        # the polled fragment, so send the whole browser tab to the login page instead.
+        page = request.headers.get("HX-Current-URL") or request.get_full_path()
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = redirect_to_login(page).url
+        return response
+    return redirect_to_login(request.get_full_path())
+
+
+# Dashboard.
+
+@require_GET
+@requires(roles.VIEW)
+def dashboard(request: HttpRequest) -> HttpResponse:
+    chosen = {name: request.GET.get(name, "").strip() for name in FILTERS}
+    environments = list(_filtered(chosen))
+    positions = services.queue_positions()
+    context = {
+        "rows": [(env, positions.get(env.pk)) for env in environments],
+        "polling": any(env.in_progress for env in environments),
+        "chosen": chosen,
+        "filtered": any(chosen.values()),
+        "query": request.GET.urlencode(),
+    }
+    if _is_htmx(request):
+        return render(request, "environments/partials/environment_rows.html", context)
+    context |= {
+        "projects": Project.objects.values_list("name", flat=True),
+        "statuses": [s for s in EnvironmentStatus if s in ACTIVE],
+        "owners": get_user_model().objects.filter(environment__in=Environment.objects.active())
+        .distinct().order_by("username").values_list("username", flat=True),
+    }
+    return render(request, "environments/dashboard.html", context)
+
+
+def _filtered(chosen: dict[str, str]) -> Any:
+    environments = Environment.objects.active().select_related("project", "owner")
+    if chosen["project"]:
+        environments = environments.filter(project__name=chosen["project"])
+    if chosen["status"]:
+        environments = environments.filter(status=chosen["status"])
+    if chosen["branch"]:
+        environments = environments.filter(branch__icontains=chosen["branch"])
+    if chosen["owner"]:
+        environments = environments.filter(owner__username=chosen["owner"])
+    return environments
+
+
+# Launch.
+
+@require_http_methods(["GET", "POST"])
+@requires(roles.LAUNCH)
+def launch(request: HttpRequest) -> HttpResponse:
+    source = request.POST if request.method == "POST" else request.GET
+    projects = list(Project.objects.all())
+    chosen = next((p for p in projects if p.name == source.get("project")), None)
+    branch = source.get("branch", "")
+    if request.method == "POST":
+        try:
+            environment = _launch(request, chosen, branch)
+        except services.Refused as refused:
+            return _launch_form(request, projects, chosen, branch, refused)
+        messages.success(request, f"Launching {environment}.")
+        return redirect("environment", pk=environment.pk)
+    return _launch_form(request, projects, chosen, branch)
+
+
+def _launch(request: HttpRequest, project: Project | None, branch: str) -> Environment:
+    if project is None:
+        raise services.Refused("choose one of the projects", 404)
+    return services.launch(project, branch, actor=request.user, interface=Interface.WEB)
+
+
+def _launch_form(request: HttpRequest, projects: list[Project], chosen: Project | None,
+                 branch: str, refused: services.Refused | None = None) -> HttpResponse:
+    context = {
+        "projects": projects,
+        "chosen": chosen or (projects[0] if projects else None),
+        "branch": branch,
+        "error": refused,
+    }
+    return render(request, "environments/launch.html", context,
+                  status=refused.status if refused else 200)
+
+
+@require_GET
+@requires(roles.VIEW)
+def branch_options(request: HttpRequest, name: str) -> HttpResponse:
+    project = get_object_or_404(Project, name=name)
+    try:
+        branches = git.branches(project.repository)
+    except BackendError as exc:
+        # Still 200: htmx swaps only successful answers, and the reason belongs in the select.
+        return render(request, "environments/partials/branch_options.html", {"error": exc})
+    wanted = request.GET.get("selected", "")
+    # Only a listed branch is preselected; otherwise the "choose" placeholder is.
+    selected = wanted if any(b.name == wanted for b in branches) else ""
+    context = {"branches": branches, "selected": selected}
+    return render(request, "environments/partials/branch_options.html", context)
+
+
+# One environment.
+
+@require_GET
+@requires(roles.VIEW)
+def environment(request: HttpRequest, pk: int) -> HttpResponse:
+    env = _environment_or_404(pk)
+    context = _live_context(request, env) | {
+        "manifests": env.runs.exclude(rendered="").only("pk", "kind", "rendered").first(),
+        "components": env.project.components.values_list("name", flat=True),
+        "audit_events": env.audit_events.all()[:AUDIT_SHOWN],
+    }
+    return render(request, "environments/environment.html", context)
+
+
+@require_GET
+@requires(roles.VIEW)
+def environment_live(request: HttpRequest, pk: int) -> HttpResponse:
+    env = _environment_or_404(pk)
+    context = _live_context(request, env)
+    response = render(request, "environments/partials/environment_live.html", context)
+    if _is_htmx(request) and not context["polling"]:
+        # The work just ended: reload once so the runs, manifests and audit log catch up.
+        response["HX-Refresh"] = "true"
+    return response
+
+
+def _environment_or_404(pk: int) -> Environment:
+    return get_object_or_404(Environment.objects.select_related("project", "owner"), pk=pk)
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int
+    current: RunStep | None
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.done / self.total) if self.total else 0
+
+
+def _live_context(request: HttpRequest, env: Environment) -> dict[str, Any]:
+    steps = RunStep.objects.prefetch_related("lines")
+    run = env.runs.prefetch_related(Prefetch("steps", queryset=steps)).first()
+    busy = env.in_progress or bool(run and run.is_open)
+    return {
+        "environment": env,
+        "run": run,
+        "progress": _progress(run),
+        "polling": busy,
+        "queue_position": services.queue_position(env),
+        "database": _database(env),
+        "smoke_attempts": _smoke_attempts(env),
+        "actions": _actions(request, env, busy),
+        "runs": env.runs.select_related("requested_by")[:RUNS_SHOWN],
+    }
+
+
+def _progress(run: Run | None) -> Progress:
+    steps = list(run.steps.all()) if run else []
+    finished = (StepStatus.SUCCEEDED, StepStatus.SKIPPED)
+    unfinished = [s for s in steps if s.status not in finished]
+    # A failed or cancelled run names no current step: nothing is being worked on.
+    current = unfinished[0] if run and run.is_open and unfinished else None
+    return Progress(done=len(steps) - len(unfinished), total=len(steps), current=current)
+
+
+def _database(env: Environment) -> dict[str, str] | None:
+    slot = env.slot
+    return get("pool").connection(slot.name).public() if slot else None
+
+
+def _smoke_attempts(env: Environment) -> list[tuple[Any, str]]:
+    run = env.runs.filter(kind__in=(RunKind.DEPLOY, RunKind.REDEPLOY, RunKind.SMOKE)).first()
+    if run is None:
+        return []
+    storage = get("storage")
+    return [
+        (attempt, storage.url(attempt.report_key) if attempt.report_key else "")
+        for attempt in run.smoke_attempts.all()
+    ]
+
+
+def _actions(request: HttpRequest, env: Environment, busy: bool) -> dict[str, bool]:
+    """Buttons to show: the role allows it and the status does (services re-check both)."""
+    going = env.status in (EnvironmentStatus.TEARING_DOWN, EnvironmentStatus.TORN_DOWN)
+    verified = env.status in (EnvironmentStatus.READY, EnvironmentStatus.DEGRADED)
+    return {
+        "redeploy": roles.can(request.user, roles.REDEPLOY) and not going,
+        "teardown": roles.can(request.user, roles.TEARDOWN) and not going,
+        # While a run is open another smoke run would only queue behind it.
+        "smoke": roles.can(request.user, roles.SMOKE) and verified and not busy,
+    }
+
+
+@require_GET
+@requires(roles.VIEW)
+def component_logs(request: HttpRequest, pk: int, component: str) -> HttpResponse:
+    env = _environment_or_404(pk)
+    if not env.project.components.filter(name=component).exists():
+        raise Http404(f"{env.project.name} has no component {component!r}")
+    try:
+        text, error = get("runtime").logs(env.env_key, component, LOG_LINES), ""
+    except BackendError as exc:
+        text, error = "", str(exc)
+    context = {"environment": env, "component": component, "text": text, "error": error}
+    return render(request, "environments/partials/component_logs.html", context)
+
+
+# Changes.
+
+def _change(request: HttpRequest, pk: int, change: Callable[..., Any], done: str) -> HttpResponse:
+    env = _environment_or_404(pk)
+    try:
+        change(env, actor=request.user, interface=Interface.WEB)
+    except services.Refused as refused:
+        messages.error(request, str(refused))
+    else:
+        messages.success(request, f"{done} {env}.")
+    return redirect("environment", pk=pk)
+
+
+@require_POST
+@requires(roles.REDEPLOY)
+def redeploy(request: HttpRequest, pk: int) -> HttpResponse:
+    return _change(request, pk, services.redeploy, "Redeploying")
+
+
+@require_POST
+@requires(roles.TEARDOWN)
+def teardown(request: HttpRequest, pk: int) -> HttpResponse:
+    return _change(request, pk, services.teardown, "Tearing down")
+
+
+@require_POST
+@requires(roles.SMOKE)
+def smoke(request: HttpRequest, pk: int) -> HttpResponse:
+    return _change(request, pk, services.rerun_smoke, "Rerunning the smoke checks of")
+
+
+# Reports.
+
+@require_GET
+@requires(roles.VIEW)
+def report(request: HttpRequest, key: str) -> HttpResponse:
+    try:
+        content = get("storage").read(key)
+    except BackendError as exc:
+        raise Http404(str(exc)) from exc
+    response = HttpResponse(content, content_type="text/html; charset=utf-8")
+    # A report holds output of the previewed branch: its scripts must not run as the portal.
+    response["Content-Security-Policy"] = "sandbox"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
