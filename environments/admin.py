@@ -1,0 +1,117 @@
+"""Admin: projects are edited here; what the pipeline owns is shown read-mostly, because a
+hand edit of an environment, run or audit event would contradict what actually ran."""
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from environments.models import (
+    ApiToken,
+    AuditEvent,
+    Component,
+    DbSlot,
+    Environment,
+    Project,
+    Run,
+    RunStep,
+)
+
+
+class ComponentInline(admin.TabularInline):
+    model = Component
+    extra = 0
+    fields = ("position", "name", "image", "port", "health_paths", "env_vars", "start_command",
+              "exposed")
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ("name", "repository", "github_repository", "ttl_hours")
+    search_fields = ("name", "github_repository")
+    inlines = [ComponentInline]
+
+
+@admin.register(Environment)
+class EnvironmentAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "status", "owner", "created_at", "expires_at")
+    list_filter = ("status", "project")
+    search_fields = ("branch", "env_key")
+    list_select_related = ("project", "owner")
+    # Only the lifetime is an admin's to change; state changes go through the pipeline.
+    readonly_fields = ("project", "branch", "commit", "pull_request", "owner", "status",
+                       "status_detail", "env_key", "urls", "created_at", "updated_at",
+                       "queued_at", "ready_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Environment | None = None) -> bool:
+        return False  # A teardown frees what it holds; a deleted row would leak it.
+
+
+class RunStepInline(admin.TabularInline):
+    model = RunStep
+    extra = 0
+    fields = ("position", "name", "status", "started_at", "finished_at")
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Run | None = None) -> bool:
+        return False
+
+
+@admin.register(Run)
+class RunAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "environment", "status", "requested_by", "started_at",
+                    "finished_at")
+    list_filter = ("kind", "status")
+    list_select_related = ("environment__project", "requested_by")
+    readonly_fields = ("environment", "kind", "status", "commit", "requested_by", "error",
+                       "cancel_requested", "rendered", "notify_ref", "claimed_by",
+                       "claim_expires_at", "created_at", "started_at", "finished_at")
+    inlines = [RunStepInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(DbSlot)
+class DbSlotAdmin(admin.ModelAdmin):
+    list_display = ("name", "state", "environment", "leased_at", "last_reset_at", "error")
+    list_filter = ("state",)
+    list_select_related = ("environment__project",)
+    # Leases and resets belong to the pipeline; the pool is resized with `manage.py pool`.
+    # The sealed password (`secret`) is left out on purpose.
+    fields = ("name", "state", "environment", "leased_at", "last_reset_at", "error")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ("at", "actor_name", "interface", "action", "environment")
+    list_filter = ("interface", "action")
+    search_fields = ("actor_name", "action")
+    list_select_related = ("environment__project",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
+        return False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    # The digest stays hidden; a token is created with create_api_token and shown once.
+    list_display = ("prefix", "user", "name", "created_at", "last_used_at")
+    fields = ("prefix", "user", "name", "created_at", "last_used_at")
+    readonly_fields = ("prefix", "user", "created_at", "last_used_at")
+    list_select_related = ("user",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

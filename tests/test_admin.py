@@ -1,0 +1,69 @@
+"""The Django admin: every model is registered and opens, and no secret is shown in it."""
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
+
+from environments import services, tokens
+from environments.models import (
+    ApiToken,
+    AuditEvent,
+    DbSlot,
+    Environment,
+    EnvironmentStatus,
+    Interface,
+    Run,
+)
+
+
+@pytest.fixture
+def staff_client(db) -> Client:
+    client = Client()
+    client.force_login(User.objects.create_superuser("root", password="pw-root"))
+    return client
+
+
+def test_every_model_has_a_list_and_a_change_page(staff_client, demo_project, pool_of, developer):
+    pool_of(1)
+    environment = Environment.objects.create(
+        project=demo_project, branch="main", env_key="k", status=EnvironmentStatus.READY
+    )
+    services.teardown(environment, actor=developer, interface=Interface.WEB)
+    tokens.create(developer, "ci")
+    for model in (demo_project, environment, Run.objects.get(), DbSlot.objects.get(),
+                  AuditEvent.objects.get(), ApiToken.objects.get()):
+        meta = model._meta
+        changelist = reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist")
+        change = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[model.pk])
+        assert staff_client.get(changelist).status_code == 200, changelist
+        assert staff_client.get(change).status_code == 200, change
+
+
+def test_api_tokens_and_slots_show_no_secret(staff_client, developer, pool_of):
+    pool_of(1)
+    token = tokens.create(developer, "ci")
+    stored = ApiToken.objects.get()
+    slot = DbSlot.objects.get()
+
+    token_page = staff_client.get(
+        reverse("admin:environments_apitoken_change", args=[stored.pk])).content.decode()
+    slot_page = staff_client.get(
+        reverse("admin:environments_dbslot_change", args=[slot.pk])).content.decode()
+
+    assert stored.prefix in token_page
+    assert token not in token_page and stored.digest not in token_page
+    assert "secret" not in slot_page.lower()
+
+
+def test_audit_events_cannot_be_edited_or_deleted(staff_client, developer):
+    services.audit(developer, Interface.WEB, "launch")
+    event = AuditEvent.objects.get()
+
+    staff_client.post(reverse("admin:environments_auditevent_change", args=[event.pk]),
+                      {"action": "forged"})
+    response = staff_client.post(
+        reverse("admin:environments_auditevent_delete", args=[event.pk]), {"post": "yes"})
+
+    assert response.status_code == 403
+    assert AuditEvent.objects.get().action == "launch"
