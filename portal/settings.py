@@ -1,5 +1,6 @@
 """Settings for Preview Portal, read from environment variables (names: DESIGN.md)."""
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -77,8 +78,9 @@ DATABASE_URL = env.text("DATABASE_URL", f"sqlite:///{VAR_DIR / 'portal.sqlite3'}
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = _SQLITE_OPTIONS
-    # Tests use a file so worker and server subprocesses can share the test database.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-portal.sqlite3")}
+    # A file (not memory) so threads in a test share it; one per test process, so two test
+    # runs on one checkout do not overwrite each other's.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-portal-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
