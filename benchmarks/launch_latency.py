@@ -57,7 +57,7 @@ def one_launch(portal: Portal, token: str, branch: str) -> tuple[float, float]:
     total = time.monotonic() - started
     if environment["status"] != "ready":
         raise RuntimeError(f"{branch}: {environment['status']} {environment['status_detail']}")
-    deploy = environment["runs"][-1]
+    deploy = environment["runs"][0]  # newest first
     rollout = next(s for s in deploy["steps"] if s["name"] == "rollout")
     call(portal, token, "DELETE", f"/environments/{environment['id']}")
     wait_for(portal, token, environment["id"], {"torn_down"})

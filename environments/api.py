@@ -138,6 +138,13 @@ class DatabaseOut(Schema):
     host: str
 
 
+class StepOut(Schema):
+    name: str
+    status: str
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
 class RunOut(Schema):
     id: int
     kind: str
@@ -145,6 +152,7 @@ class RunOut(Schema):
     started_at: datetime | None
     finished_at: datetime | None
     error: str
+    steps: list[StepOut]
 
 
 class SmokeOut(Schema):
@@ -227,6 +235,11 @@ def run_json(run: Run) -> dict[str, Any]:
     return {
         "id": run.pk, "kind": run.kind, "status": run.status, "started_at": run.started_at,
         "finished_at": run.finished_at, "error": run.error,
+        "steps": [
+            {"name": s.name, "status": s.status, "started_at": s.started_at,
+             "finished_at": s.finished_at}
+            for s in run.steps.all()
+        ],
     }
 
 
@@ -273,7 +286,7 @@ def environment_json(environment: Environment, slot: str | None,
 
 
 def with_details(environments: QuerySet[Environment]) -> QuerySet[Environment]:
-    runs = Run.objects.order_by("-id").prefetch_related("smoke_attempts")
+    runs = Run.objects.order_by("-id").prefetch_related("smoke_attempts", "steps")
     return environments.select_related("project", "owner").prefetch_related(
         Prefetch("runs", queryset=runs)
     )
