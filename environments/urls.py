@@ -14,5 +14,7 @@ urlpatterns = [
     path("environments/<int:pk>/smoke", views.smoke, name="environment_smoke"),
     path("environments/<int:pk>/logs/<str:component>", views.component_logs,
          name="environment_logs"),
+    path("pool", views.pool, name="pool"),
+    path("pool/resize", views.pool_resize, name="pool_resize"),
     path("reports/<path:key>", views.report, name="report"),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -17,9 +18,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from environments import git, roles, services
+from environments.api import MAX_POOL_SIZE
 from environments.backends import BackendError, get
 from environments.models import (
     ACTIVE,
+    DbSlot,
     Environment,
     EnvironmentStatus,
     Interface,
@@ -27,6 +30,7 @@ from environments.models import (
     Run,
     RunKind,
     RunStep,
+    SlotState,
     StepStatus,
 )
 
@@ -35,6 +39,9 @@ FILTERS = ("project", "status", "branch", "owner")
 RUNS_SHOWN = 20
 AUDIT_SHOWN = 50
 LOG_LINES = 200
+# A resetting slot whose reset failed: out of rotation until the scheduled retry works.
+BROKEN = "broken"
+USAGE = (SlotState.FREE, SlotState.LEASED, SlotState.RESETTING, BROKEN)
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
@@ -303,6 +310,64 @@ def teardown(request: HttpRequest, pk: int) -> HttpResponse:
 @requires(roles.SMOKE)
 def smoke(request: HttpRequest, pk: int) -> HttpResponse:
     return _change(request, pk, services.rerun_smoke, "Rerunning the smoke checks of")
+
+
+# DB pool.
+
+@require_GET
+@requires(roles.VIEW)
+def pool(request: HttpRequest) -> HttpResponse:
+    context = _pool_context()
+    if _is_htmx(request):
+        return render(request, "environments/partials/pool_live.html", context)
+    return render(request, "environments/pool.html", context | {"max_size": MAX_POOL_SIZE})
+
+
+def _pool_context() -> dict[str, Any]:
+    # Numeric order: preview_100 comes after preview_99, not after preview_10.
+    slots = sorted(DbSlot.objects.select_related("environment__project"),
+                   key=lambda slot: (len(slot.name), slot.name))
+    rows = [(slot, _shown_state(slot)) for slot in slots]
+    active = [row for row in rows if row[1] != SlotState.RETIRED]
+    counts = Counter(state for _, state in active)
+    return {
+        "rows": active,
+        "retired": [row for row in rows if row[1] == SlotState.RETIRED],
+        "usage": [(state, counts[state]) for state in USAGE],
+        "size": len(active),
+        # Broken slots too: the scheduled retry may bring them back any minute.
+        "polling": any(slot.state == SlotState.RESETTING for slot, _ in active),
+    }
+
+
+def _shown_state(slot: DbSlot) -> str:
+    return BROKEN if slot.state == SlotState.RESETTING and slot.error else slot.state
+
+
+@require_POST
+@requires(roles.MANAGE_POOL)
+def pool_resize(request: HttpRequest) -> HttpResponse:
+    try:
+        size = _requested_size(request)
+        result = services.resize_pool(size, actor=request.user, interface=Interface.WEB)
+    except services.Refused as refused:
+        messages.error(request, str(refused))
+    except BackendError as exc:
+        messages.error(request, f"the pool server refused: {exc}")
+    else:
+        messages.success(request, f"pool resized to {result['size']} "
+                                  f"({result['added']} added, {result['retired']} retired)")
+    return redirect("pool")
+
+
+def _requested_size(request: HttpRequest) -> int:
+    try:
+        size = int(request.POST.get("size", ""))
+    except ValueError:
+        size = -1
+    if not 0 <= size <= MAX_POOL_SIZE:
+        raise services.Refused(f"the pool size must be a whole number from 0 to {MAX_POOL_SIZE}")
+    return size
 
 
 # Reports.

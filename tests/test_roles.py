@@ -1,20 +1,37 @@
-"""The role matrix of the JSON API: each role against each mutating endpoint, exactly as
-environments.roles.ALLOWED says. Cheap: rows are made directly and no run ever executes."""
+"""The role matrix: each role against each mutating endpoint of the JSON API and of the web
+pages, exactly as environments.roles.ALLOWED says. Cheap: rows are made directly and no run ever
+executes."""
+
+from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
+from django.http import HttpResponse
+from django.test import Client
 
 from environments import roles, services, tokens
 from environments.models import AuditEvent, DbSlot, Environment, Interface, Run
 from tests.api_client import call, ready_environment
 
-# endpoint -> (action it needs, method, path, body, status when allowed)
+# endpoint -> (action it needs, interface, method, path, body, status when allowed)
 MUTATIONS = {
-    "launch": (roles.LAUNCH, "post", "/environments",
-               {"project": "demo", "branch": "feature/checkout"}, 202),
-    "redeploy": (roles.REDEPLOY, "post", "/environments/{id}/redeploy", None, 202),
-    "smoke": (roles.SMOKE, "post", "/environments/{id}/smoke", None, 202),
-    "teardown": (roles.TEARDOWN, "delete", "/environments/{id}", None, 202),
-    "resize_pool": (roles.MANAGE_POOL, "put", "/pool", {"size": 3}, 200),
+    "api launch": (roles.LAUNCH, Interface.API, "post", "/environments",
+                   {"project": "demo", "branch": "feature/checkout"}, 202),
+    "api redeploy": (roles.REDEPLOY, Interface.API, "post", "/environments/{id}/redeploy", None,
+                     202),
+    "api smoke": (roles.SMOKE, Interface.API, "post", "/environments/{id}/smoke", None, 202),
+    "api teardown": (roles.TEARDOWN, Interface.API, "delete", "/environments/{id}", None, 202),
+    "api resize_pool": (roles.MANAGE_POOL, Interface.API, "put", "/pool", {"size": 3}, 200),
+    # The pages answer a change with a redirect; a refused one writes no audit event.
+    "web launch": (roles.LAUNCH, Interface.WEB, "post", "/launch",
+                   {"project": "demo", "branch": "feature/checkout"}, 302),
+    "web redeploy": (roles.REDEPLOY, Interface.WEB, "post", "/environments/{id}/redeploy", None,
+                     302),
+    "web smoke": (roles.SMOKE, Interface.WEB, "post", "/environments/{id}/smoke", None, 302),
+    "web teardown": (roles.TEARDOWN, Interface.WEB, "post", "/environments/{id}/teardown", None,
+                     302),
+    "web resize_pool": (roles.MANAGE_POOL, Interface.WEB, "post", "/pool/resize", {"size": 3},
+                        302),
 }
 # user fixture -> its role
 WHO = {"developer": roles.DEVELOPER, "qa": roles.QA, "admin": roles.ADMIN, "outsider": None}
@@ -28,6 +45,14 @@ def snapshot() -> tuple:
     )
 
 
+def send(client: Client, user: User, interface: str, method: str, path: str,
+         body: dict[str, Any] | None) -> HttpResponse:
+    if interface == Interface.API:
+        return call(client, method, path, tokens.create(user), body)
+    client.force_login(user)
+    return getattr(client, method)(path, body or {})
+
+
 @pytest.mark.parametrize("endpoint", MUTATIONS)
 @pytest.mark.parametrize("who", WHO)
 def test_each_role_may_call_exactly_the_endpoints_its_role_allows(
@@ -36,16 +61,16 @@ def test_each_role_may_call_exactly_the_endpoints_its_role_allows(
     pool_of(2)
     user = request.getfixturevalue(who)
     environment = ready_environment(demo_project, "main", user)
-    action, method, path, body, allowed_status = MUTATIONS[endpoint]
-    token = tokens.create(user)
+    action, interface, method, path, body, allowed_status = MUTATIONS[endpoint]
     before = snapshot()
 
-    response = call(client, method, path.format(id=environment.pk), token, body)
+    response = send(client, user, interface, method, path.format(id=environment.pk), body)
 
     if WHO[who] in roles.ALLOWED[action]:
         assert response.status_code == allowed_status, response.content
-        assert AuditEvent.objects.filter(actor=user, interface=Interface.API).exists()
+        assert AuditEvent.objects.filter(actor=user, interface=interface).exists()
     else:
         assert response.status_code == 403, response.content
-        assert set(response.json()) == {"error", "detail"}
+        if interface == Interface.API:
+            assert set(response.json()) == {"error", "detail"}
         assert snapshot() == before
