@@ -33,7 +33,6 @@ from environments.models import (
 )
 
 logger = logging.getLogger("preview_portal")
-CLAIM_SECONDS = 120
 User = AbstractBaseUser | AnonymousUser | None
 _SHA = re.compile(r"^[0-9a-f]{7,40}$")
 
@@ -211,7 +210,7 @@ def claim_run(run_id: int, worker: str) -> Run | None:
             pk=run_id,
         ).update(
             status=RunStatus.RUNNING, claimed_by=worker,
-            claim_expires_at=now + timedelta(seconds=CLAIM_SECONDS),
+            claim_expires_at=now + timedelta(seconds=settings.PORTAL_CLAIM_SECONDS),
             started_at=run.started_at or now,
         )
     return Run.objects.select_related("environment__project").get(pk=run_id) if claimed else None
@@ -221,7 +220,7 @@ def keep_claim(run: Run, worker: str) -> bool:
     """Extend the claim; False when another worker has taken the run over."""
     return bool(
         Run.objects.filter(pk=run.pk, claimed_by=worker, status=RunStatus.RUNNING).update(
-            claim_expires_at=timezone.now() + timedelta(seconds=CLAIM_SECONDS)
+            claim_expires_at=timezone.now() + timedelta(seconds=settings.PORTAL_CLAIM_SECONDS)
         )
     )
 
@@ -295,11 +294,10 @@ def resize_pool(size: int, *, actor: User, interface: str) -> dict[str, int]:
     is refused with nothing changed."""
     active = active_slots().count()
     if size >= active:
-        added = ensure_pool_size(size)
-        retired = _drop_retired()
+        added, retired = ensure_pool_size(size), 0
     else:
-        retired = _shrink(active - size, size)
-        added = 0
+        added, retired = 0, _shrink(active - size, size)
+    _drop_retired()
     audit(actor, interface, "resize_pool", size=size, added=added, retired=retired)
     return {"size": active_slots().count(), "added": added, "retired": retired}
 
@@ -321,15 +319,13 @@ def _shrink(count: int, size: int) -> int:
                 transaction.set_rollback(True)
                 raise Refused("a slot was leased while shrinking; nothing changed, try again",
                               409)
-    return _drop_retired()
+    return len(free)
 
 
-def _drop_retired() -> int:
+def _drop_retired() -> None:
     """Remove retired slots' databases; idempotent, so an interrupted shrink finishes later."""
-    retired = list(DbSlot.objects.filter(state=SlotState.RETIRED))
-    for slot in retired:
+    for slot in DbSlot.objects.filter(state=SlotState.RETIRED):
         get("pool").drop(slot.name)
-    return len(retired)
 
 
 def slot_connection(slot: DbSlot) -> DbInfo:

@@ -184,6 +184,9 @@ PORTAL_GITHUB_WEBHOOK_SECRET = env.text("PORTAL_GITHUB_WEBHOOK_SECRET")
 PORTAL_GITHUB_TOKEN = env.text("PORTAL_GITHUB_TOKEN")
 PORTAL_GITHUB_API_URL = env.text("PORTAL_GITHUB_API_URL", "https://api.github.com")
 
+# How long a worker's claim on a run lasts without a heartbeat (one is sent at every step);
+# after that another worker may take the run over and resume it.
+PORTAL_CLAIM_SECONDS = env.number("PORTAL_CLAIM_SECONDS", 120, minimum=0.1)
 PORTAL_SMOKE_ATTEMPTS = env.integer("PORTAL_SMOKE_ATTEMPTS", 3, minimum=1)
 PORTAL_ENV_TTL_HOURS = env.number("PORTAL_ENV_TTL_HOURS", 72, minimum=0.001)
 

@@ -236,3 +236,12 @@ def test_the_environment_gets_its_slot_dsn_but_no_page_shows_the_password(
     assert slot.name in page
     assert password not in page and password not in slot.secret
     assert rows == b"[]"  # the app reached its own MySQL database
+
+
+def test_resize_reports_only_what_it_changed(mysql_pool):
+    services.ensure_pool_size(4)
+
+    results = [services.resize_pool(n, actor=None, interface=Interface.CLI) for n in (3, 2, 2, 3)]
+
+    assert [(r["size"], r["added"], r["retired"]) for r in results] == [
+        (3, 0, 1), (2, 0, 1), (2, 0, 0), (3, 1, 0)]

@@ -1,0 +1,154 @@
+"""Worker processes for the crash-resume tests (tests/test_crash_resume.py), each in a process
+of its own against a portal database on disk:
+
+    crash_worker.py prepare KIND [--commit SHA]
+        launch demo:main, and for a redeploy or teardown run the deploy undisturbed first;
+        print the environment's id (the run of KIND waits in the queue)
+    crash_worker.py run ENV_ID [--kill-before STEP | --kill-after-last | --kill-mid-apply]
+        run its newest run as a django-q2 worker would, but SIGKILL this process at that point
+    crash_worker.py resume ENV_ID
+        a fresh worker: execute every task waiting in the queue (redeliveries included), then
+        print what exists, as JSON
+"""
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+
+
+def die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def arm(args: argparse.Namespace) -> None:
+    from environments import pipeline, services
+    from environments.backends.runtime.local import LocalRuntime
+
+    if args.kill_before:
+        step = pipeline.STEP_FUNCTIONS[args.kill_before]
+        pipeline.STEP_FUNCTIONS[args.kill_before] = lambda ctx: die() or step(ctx)
+    if args.kill_after_last:
+        services.finish_run = lambda *a, **k: die()
+    if args.kill_mid_apply:
+        start = LocalRuntime._start
+        started: list[None] = []
+
+        def start_then_die(self, *a, **k) -> None:
+            if started:
+                die()  # one component runs, the other never starts
+            started.append(start(self, *a, **k))
+
+        LocalRuntime._start = start_then_die
+
+
+def prepare(args: argparse.Namespace) -> None:
+    from django.contrib.auth.models import User
+
+    from environments import services, tasks
+    from environments.models import Project, RunKind
+
+    admin = User.objects.get(username="admin")
+    project = Project.objects.get(name="demo")
+    environment = services.launch(project, "main", actor=admin, interface="cli",
+                                  commit=args.commit)
+    if args.kind != RunKind.DEPLOY:
+        tasks.execute_run(environment.runs.get().pk)
+        if args.kind == RunKind.REDEPLOY:
+            services.launch(project, "main", actor=admin, interface="cli")
+        else:
+            services.teardown(environment, actor=admin, interface="cli")
+    print(environment.pk)
+
+
+def run(args: argparse.Namespace) -> None:
+    from environments import tasks
+    from environments.models import Run
+
+    arm(args)
+    tasks.execute_run(Run.objects.filter(environment_id=args.env_id).order_by("id").last().pk)
+
+
+def resume(args: argparse.Namespace) -> None:
+    drain()
+    state(args.env_id)
+
+
+def drain() -> None:
+    from django.utils.module_loading import import_string
+    from django_q.brokers import get_broker
+    from django_q.signing import SignedPackage
+
+    broker = get_broker()
+    while batch := broker.dequeue():
+        for task_id, payload in batch:
+            task = SignedPackage.loads(payload)
+            import_string(task["func"])(*task["args"], **task["kwargs"])
+            broker.acknowledge(task_id)
+
+
+def state(env_id: int) -> None:
+    from django.conf import settings
+
+    from environments import git
+    from environments.models import DbSlot, Environment, SlotState
+
+    environment = Environment.objects.get(pk=env_id)
+    runtime_dir = Path(settings.VAR_DIR) / "runtime"
+    worktrees = git.mirror_path("demo") / "worktrees"
+    print(json.dumps({
+        "status": environment.status,
+        "detail": environment.status_detail,
+        "commit": environment.commit,
+        "urls": sorted(environment.urls),
+        "runs": [r.status for r in environment.runs.order_by("id")],
+        "leased": list(DbSlot.objects.filter(environment=environment)
+                       .values_list("name", flat=True)),
+        "free": DbSlot.objects.filter(state=SlotState.FREE).count(),
+        "process_groups": processes_under(runtime_dir),
+        "worktrees": len(list(worktrees.iterdir())) if worktrees.exists() else 0,
+    }))
+
+
+def processes_under(directory: Path) -> int:
+    """Live process groups (one per started component) running in the directory."""
+    root = str(directory.resolve())
+    groups = set()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if os.readlink(proc / "cwd").startswith(root):
+                state, _, group = (proc / "stat").read_text().rpartition(")")[2].split()[:3]
+                if state != "Z":
+                    groups.add(group)
+        except OSError:
+            continue
+    return len(groups)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    commands = parser.add_subparsers(dest="command", required=True)
+    preparer = commands.add_parser("prepare")
+    preparer.add_argument("kind")
+    preparer.add_argument("--commit")
+    runner = commands.add_parser("run")
+    runner.add_argument("env_id", type=int)
+    runner.add_argument("--kill-before")
+    runner.add_argument("--kill-after-last", action="store_true")
+    runner.add_argument("--kill-mid-apply", action="store_true")
+    resumer = commands.add_parser("resume")
+    resumer.add_argument("env_id", type=int)
+    args = parser.parse_args()
+    import django
+
+    django.setup()
+    {"prepare": prepare, "run": run, "resume": resume}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
