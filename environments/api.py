@@ -181,6 +181,7 @@ class EnvironmentOut(Schema):
     created_at: datetime
     updated_at: datetime
     expires_at: datetime | None
+    pinned: bool
     queue_position: int | None
     runs: list[RunOut] = Field(description="Newest first.")
     smoke: SmokeOut | None = Field(
@@ -207,6 +208,10 @@ class PoolOut(Schema):
 
 class PoolSizeIn(Schema):
     size: int = Field(ge=0, le=MAX_POOL_SIZE)
+
+
+class ExtendIn(Schema):
+    hours: float = Field(gt=0, le=24 * 365)
 
 
 ERRORS: dict[int, type[Schema]] = {code: ErrorOut for code in (400, 401, 403, 404, 409, 422)}
@@ -279,7 +284,8 @@ def environment_json(environment: Environment, slot: str | None,
         "database": get("pool").connection(slot).public() if slot else None,
         "owner": environment.owner.get_username() if environment.owner else None,
         "created_at": environment.created_at, "updated_at": environment.updated_at,
-        "expires_at": environment.expires_at, "queue_position": queue_position,
+        "expires_at": environment.expires_at, "pinned": environment.pinned,
+        "queue_position": queue_position,
         "runs": [run_json(r) for r in runs], "smoke": smoke_json(runs),
         "links": links_json(environment),
     }
@@ -406,6 +412,16 @@ def rerun_smoke(request: HttpRequest, id: int) -> Status:
     """Run the smoke checks again; 409 unless the environment is ready or degraded."""
     services.rerun_smoke(_environment(id), actor=request.auth, interface=Interface.API)
     return _accepted(id)
+
+
+@api.post("/environments/{id}/extend", response={200: EnvironmentOut, **ERRORS},
+          auth=TokenAuth(roles.EXTEND))
+def extend_environment(request: HttpRequest, id: int, body: ExtendIn) -> dict[str, Any]:
+    """Push expiry `hours` further, up to PORTAL_ENV_MAX_TTL_HOURS from now; the owner or an
+    admin only."""
+    services.extend(_environment(id), actor=request.auth, interface=Interface.API,
+                    hours=body.hours)
+    return _environment_json(id)
 
 
 @api.delete("/environments/{id}", response={202: EnvironmentOut, **ERRORS},

@@ -32,6 +32,9 @@ class Project(models.Model):
     ttl_hours = models.FloatField(
         null=True, blank=True, help_text="Lifetime of an environment; empty: portal default."
     )
+    max_live_environments = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Live environments the project may have; empty: no limit."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -97,7 +100,7 @@ class EnvironmentQuerySet(models.QuerySet["Environment"]):
         return self.filter(status__in=IN_PROGRESS)
 
     def expired(self, now: datetime) -> EnvironmentQuerySet:
-        return self.active().filter(expires_at__lte=now)
+        return self.active().filter(expires_at__lte=now, pinned=False)
 
     def queued_oldest_first(self) -> EnvironmentQuerySet:
         return self.filter(status=EnvironmentStatus.QUEUED).order_by("queued_at", "id")
@@ -122,6 +125,8 @@ class Environment(models.Model):
     queued_at = models.DateTimeField(null=True, blank=True)
     ready_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+    pinned = models.BooleanField(default=False, help_text="Never expires (set by an admin).")
+    warned_at = models.DateTimeField(null=True, blank=True)
 
     objects = EnvironmentQuerySet.as_manager()
 
@@ -359,6 +364,18 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.actor_name} {self.action}"
+
+
+class UserQuota(models.Model):
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="portal_quota"
+    )
+    max_live_environments = models.PositiveIntegerField(
+        help_text="Live environments this user may own (overrides PORTAL_QUOTA_PER_USER)."
+    )
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.max_live_environments}"
 
 
 class ApiToken(models.Model):

@@ -208,6 +208,15 @@ def report(ctx: Context) -> None:
         ctx.log(f"environment is degraded ({detail})")
 
 
+def expiry_notice(environment: Environment) -> Notice:
+    when = environment.expires_at.strftime("%Y-%m-%d %H:%M UTC") if environment.expires_at else ""
+    return Notice(
+        project=environment.project.name, branch=environment.branch, status=environment.status,
+        kind="expiry_warning", portal_url=portal_url(environment), urls=environment.urls,
+        detail=f"expires at {when}: extend it on its page to keep it",
+    )
+
+
 def notify(ctx: Context) -> None:
     environment = Environment.objects.select_related("project").get(pk=ctx.environment.pk)
     slot = environment.slot

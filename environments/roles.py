@@ -10,6 +10,8 @@ LAUNCH = "launch"
 REDEPLOY = "redeploy"
 TEARDOWN = "teardown"
 SMOKE = "smoke"
+EXTEND = "extend"  # developers only their own environments (checked in services)
+PIN = "pin"
 MANAGE_POOL = "manage_pool"
 MANAGE_PROJECTS = "manage_projects"
 
@@ -19,6 +21,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     REDEPLOY: frozenset({DEVELOPER, ADMIN}),
     TEARDOWN: frozenset({DEVELOPER, ADMIN}),
     SMOKE: frozenset({DEVELOPER, QA, ADMIN}),
+    EXTEND: frozenset({DEVELOPER, ADMIN}),
+    PIN: frozenset({ADMIN}),
     MANAGE_POOL: frozenset({ADMIN}),
     MANAGE_PROJECTS: frozenset({ADMIN}),
 }

@@ -6,7 +6,7 @@ import logging
 import re
 from bisect import bisect_left
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from environments import crypto, git, naming
+from environments import crypto, git, naming, roles
 from environments.backends import BackendError, get
 from environments.backends.pool import DbInfo
 from environments.models import (
@@ -24,12 +24,14 @@ from environments.models import (
     DbSlot,
     Environment,
     EnvironmentStatus,
+    Interface,
     Project,
     Run,
     RunKind,
     RunStatus,
     RunStep,
     SlotState,
+    UserQuota,
 )
 
 logger = logging.getLogger("preview_portal")
@@ -104,6 +106,9 @@ def launch(project: Project, branch: str, *, actor: User, interface: str,
     if existing:
         redeploy(existing, actor=actor, interface=interface, commit=commit)
         return existing
+    over = quota_problem(project, actor)
+    if over:
+        raise over
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -165,6 +170,82 @@ def teardown(environment: Environment, *, actor: User, interface: str) -> Run:
         )
         audit(actor, interface, "teardown", environment)
     return run
+
+
+def quota_problem(project: Project, actor: User) -> Refused | None:
+    """Why one more live environment is not allowed, or None (the launch page asks first)."""
+    live = Environment.objects.active().select_related("project")
+    project_limit = project.max_live_environments
+    if project_limit is not None:
+        held = list(live.filter(project=project))
+        if len(held) >= project_limit:
+            return _over_quota(f"project {project.name} has {len(held)} live environments, "
+                               f"its limit is {project_limit}", project_limit, held)
+    user_limit = _user_limit(actor)
+    if user_limit:
+        held = list(live.filter(owner=actor))
+        if len(held) >= user_limit:
+            return _over_quota(f"you have {len(held)} live environments, your limit is "
+                               f"{user_limit}: tear one down first", user_limit, held)
+    return None
+
+
+def _user_limit(actor: User) -> int:
+    if actor is None or not actor.is_authenticated:
+        return 0  # webhooks and the system launch on behalf of the project only
+    quota = UserQuota.objects.filter(user=actor).first()
+    return quota.max_live_environments if quota else settings.PORTAL_QUOTA_PER_USER
+
+
+def _over_quota(message: str, limit: int, held: list[Environment]) -> Refused:
+    names = [f"{e.project.name}:{e.branch} (#{e.pk})" for e in held]
+    return Refused(f"{message} ({', '.join(names)})", 409, {"limit": limit, "live": names})
+
+
+def extend(environment: Environment, *, actor: User, interface: str, hours: float) -> None:
+    """Push expiry `hours` further (from now if it already passed), up to the cap."""
+    if not (roles.can(actor, roles.PIN) or environment.owner_id == getattr(actor, "pk", None)):
+        raise Refused("only the environment's owner or an admin may extend it", 403)
+    if not environment.is_active or environment.status == EnvironmentStatus.TEARING_DOWN:
+        raise Refused("the environment is going away; launch it again instead", 409)
+    now = timezone.now()
+    start = max(environment.expires_at or now, now)
+    cap = now + timedelta(hours=settings.PORTAL_ENV_MAX_TTL_HOURS)
+    expires = min(start + timedelta(hours=hours), cap)
+    Environment.objects.filter(pk=environment.pk).update(expires_at=expires, warned_at=None)
+    environment.expires_at = expires
+    audit(actor, interface, "extend", environment, hours=hours, expires_at=expires.isoformat())
+
+
+def set_pinned(environment: Environment, pinned: bool, *, actor: User, interface: str) -> None:
+    Environment.objects.filter(pk=environment.pk).update(pinned=pinned, warned_at=None)
+    environment.pinned = pinned
+    audit(actor, interface, "pin" if pinned else "unpin", environment)
+
+
+def expire(now: datetime) -> list[Environment]:
+    """Tear down what expired; the system is the actor."""
+    expired = list(Environment.objects.expired(now).exclude(
+        status=EnvironmentStatus.TEARING_DOWN
+    ).select_related("project"))
+    for environment in expired:
+        teardown(environment, actor=None, interface=Interface.SYSTEM)
+    return expired
+
+
+def expiring_soon(now: datetime) -> list[Environment]:
+    """Environments inside the warning window that were not warned yet; marks them warned."""
+    window = now + timedelta(hours=settings.PORTAL_EXPIRY_WARNING_HOURS)
+    found = list(Environment.objects.active().filter(
+        pinned=False, warned_at__isnull=True, expires_at__lte=window, expires_at__gt=now,
+    ).select_related("project"))
+    for environment in found:
+        if Environment.objects.filter(pk=environment.pk, warned_at__isnull=True).update(
+            warned_at=now
+        ):
+            audit(None, Interface.SYSTEM, "expiry_warning", environment,
+                  expires_at=environment.expires_at.isoformat())
+    return found
 
 
 def rerun_smoke(environment: Environment, *, actor: User, interface: str) -> Run:

@@ -3,6 +3,9 @@
 import os
 import socket
 import uuid
+from contextlib import suppress
+
+from django.utils import timezone
 
 from environments import pipeline, services
 from environments.backends import BackendError, get
@@ -30,3 +33,13 @@ def reset_slot(slot_id: int) -> None:
 
 def retry_failed_resets() -> None:
     services.retry_failed_resets()
+
+
+def expire_environments() -> None:
+    """Warn what expires soon, tear down what expired (a django-q2 schedule, every minute)."""
+    now = timezone.now()
+    notifier = get("notify")
+    for environment in services.expiring_soon(now):
+        with suppress(BackendError):  # the banner on its page warns all the same
+            notifier.send(pipeline.expiry_notice(environment))
+    services.expire(now)

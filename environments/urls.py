@@ -12,6 +12,8 @@ urlpatterns = [
     path("environments/<int:pk>/redeploy", views.redeploy, name="environment_redeploy"),
     path("environments/<int:pk>/teardown", views.teardown, name="environment_teardown"),
     path("environments/<int:pk>/smoke", views.smoke, name="environment_smoke"),
+    path("environments/<int:pk>/extend", views.extend, name="environment_extend"),
+    path("environments/<int:pk>/pin", views.pin, name="environment_pin"),
     path("environments/<int:pk>/logs/<str:component>", views.component_logs,
          name="environment_logs"),
     path("pool", views.pool, name="pool"),

@@ -5,16 +5,19 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import wraps
+from datetime import timedelta
+from functools import partial, wraps
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from environments import git, roles, services
@@ -39,6 +42,7 @@ FILTERS = ("project", "status", "branch", "owner")
 RUNS_SHOWN = 20
 AUDIT_SHOWN = 50
 LOG_LINES = 200
+EXTEND_HOURS = (24.0, 72.0, 168.0)
 # A resetting slot whose reset failed: out of rotation until the scheduled retry works.
 BROKEN = "broken"
 USAGE = (SlotState.FREE, SlotState.LEASED, SlotState.RESETTING, BROKEN)
@@ -146,11 +150,14 @@ def _launch(request: HttpRequest, project: Project | None, branch: str) -> Envir
 
 def _launch_form(request: HttpRequest, projects: list[Project], chosen: Project | None,
                  branch: str, refused: services.Refused | None = None) -> HttpResponse:
+    chosen = chosen or (projects[0] if projects else None)
     context = {
         "projects": projects,
-        "chosen": chosen or (projects[0] if projects else None),
+        "chosen": chosen,
         "branch": branch,
         "error": refused,
+        # Said before the click: launching a new branch now would be refused.
+        "over_quota": services.quota_problem(chosen, request.user) if chosen else None,
     }
     return render(request, "environments/launch.html", context,
                   status=refused.status if refused else 200)
@@ -223,11 +230,21 @@ def _live_context(request: HttpRequest, env: Environment) -> dict[str, Any]:
         "progress": _progress(run),
         "polling": busy,
         "queue_position": services.queue_position(env),
+        "expiring": _expiring(env),
+        "extend_hours": EXTEND_HOURS,
         "database": _database(env),
         "smoke_attempts": _smoke_attempts(env),
         "actions": _actions(request, env, busy),
         "runs": env.runs.select_related("requested_by")[:RUNS_SHOWN],
     }
+
+
+def _expiring(env: Environment) -> bool:
+    """Inside the warning window: the page shows a banner."""
+    if env.pinned or not env.expires_at or not env.is_active:
+        return False
+    window = timedelta(hours=settings.PORTAL_EXPIRY_WARNING_HOURS)
+    return env.expires_at - timezone.now() <= window
 
 
 def _progress(run: Run | None) -> Progress:
@@ -259,7 +276,11 @@ def _actions(request: HttpRequest, env: Environment, busy: bool) -> dict[str, bo
     """Buttons to show: the role allows it and the status does (services re-check both)."""
     going = env.status in (EnvironmentStatus.TEARING_DOWN, EnvironmentStatus.TORN_DOWN)
     verified = env.status in (EnvironmentStatus.READY, EnvironmentStatus.DEGRADED)
+    admin = roles.can(request.user, roles.PIN)
     return {
+        "extend": not going and not env.pinned and (admin or (
+            roles.can(request.user, roles.EXTEND) and env.owner_id == request.user.pk)),
+        "pin": admin and not going,
         "redeploy": roles.can(request.user, roles.REDEPLOY) and not going,
         "teardown": roles.can(request.user, roles.TEARDOWN) and not going,
         # While a run is open another smoke run would only queue behind it.
@@ -298,6 +319,24 @@ def _change(request: HttpRequest, pk: int, change: Callable[..., Any], done: str
 @requires(roles.REDEPLOY)
 def redeploy(request: HttpRequest, pk: int) -> HttpResponse:
     return _change(request, pk, services.redeploy, "Redeploying")
+
+
+@require_POST
+@requires(roles.EXTEND)
+def extend(request: HttpRequest, pk: int) -> HttpResponse:
+    hours = float(request.POST.get("hours") or EXTEND_HOURS[0])
+    if hours not in EXTEND_HOURS:
+        return HttpResponseBadRequest("hours must be one of the offered choices")
+    extended = partial(services.extend, hours=hours)
+    return _change(request, pk, extended, f"Extended by {hours:g} hours:")
+
+
+@require_POST
+@requires(roles.PIN)
+def pin(request: HttpRequest, pk: int) -> HttpResponse:
+    pinned = request.POST.get("pinned") == "1"
+    change = partial(services.set_pinned, pinned=pinned)
+    return _change(request, pk, change, "Pinned" if pinned else "Unpinned")
 
 
 @require_POST

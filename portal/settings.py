@@ -189,6 +189,11 @@ PORTAL_GITHUB_API_URL = env.text("PORTAL_GITHUB_API_URL", "https://api.github.co
 PORTAL_CLAIM_SECONDS = env.number("PORTAL_CLAIM_SECONDS", 120, minimum=0.1)
 PORTAL_SMOKE_ATTEMPTS = env.integer("PORTAL_SMOKE_ATTEMPTS", 3, minimum=1)
 PORTAL_ENV_TTL_HOURS = env.number("PORTAL_ENV_TTL_HOURS", 72, minimum=0.001)
+# "Extend" never pushes expiry further than this from now; admins can pin instead.
+PORTAL_ENV_MAX_TTL_HOURS = env.number("PORTAL_ENV_MAX_TTL_HOURS", 24 * 14, minimum=0.001)
+PORTAL_EXPIRY_WARNING_HOURS = env.number("PORTAL_EXPIRY_WARNING_HOURS", 4, minimum=0)
+# Live environments a user may own unless an admin set a quota of their own; 0: no limit.
+PORTAL_QUOTA_PER_USER = env.integer("PORTAL_QUOTA_PER_USER", 0, minimum=0)
 
 LOGGING = {
     "version": 1,
