@@ -22,6 +22,8 @@ MUTATIONS = {
     "api smoke": (roles.SMOKE, Interface.API, "post", "/environments/{id}/smoke", None, 202),
     "api teardown": (roles.TEARDOWN, Interface.API, "delete", "/environments/{id}", None, 202),
     "api resize_pool": (roles.MANAGE_POOL, Interface.API, "put", "/pool", {"size": 3}, 200),
+    "api extend": (roles.EXTEND, Interface.API, "post", "/environments/{id}/extend",
+                   {"hours": 24}, 200),
     # The pages answer a change with a redirect; a refused one writes no audit event.
     "web launch": (roles.LAUNCH, Interface.WEB, "post", "/launch",
                    {"project": "demo", "branch": "feature/checkout"}, 302),
@@ -32,6 +34,9 @@ MUTATIONS = {
                      302),
     "web resize_pool": (roles.MANAGE_POOL, Interface.WEB, "post", "/pool/resize", {"size": 3},
                         302),
+    "web extend": (roles.EXTEND, Interface.WEB, "post", "/environments/{id}/extend",
+                   {"hours": "24"}, 302),
+    "web pin": (roles.PIN, Interface.WEB, "post", "/environments/{id}/pin", {"pinned": "1"}, 302),
 }
 # user fixture -> its role
 WHO = {"developer": roles.DEVELOPER, "qa": roles.QA, "admin": roles.ADMIN, "outsider": None}
@@ -40,7 +45,7 @@ WHO = {"developer": roles.DEVELOPER, "qa": roles.QA, "admin": roles.ADMIN, "outs
 def snapshot() -> tuple:
     return (
         Run.objects.count(), AuditEvent.objects.count(), Environment.objects.count(),
-        list(Environment.objects.values_list("status", flat=True)),
+        list(Environment.objects.values_list("status", "expires_at", "pinned")),
         list(DbSlot.objects.values_list("name", "state")),
     )
 
