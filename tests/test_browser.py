@@ -53,8 +53,11 @@ def test_launch_watch_open_and_tear_down_a_preview(portal: Portal, page, tmp_pat
 
     page.goto(portal.url + "/launch")
     page.select_option("#project", "demo")
+    # Choosing the project reloads its branch list: pick the branch once that has settled.
+    page.wait_for_load_state("networkidle")
     expect(page.locator(f'#branch option[value="{demo.UNICODE_BRANCH}"]')).to_have_count(1)
     page.select_option("#branch", demo.UNICODE_BRANCH)
+    expect(page.locator("#branch")).to_have_value(demo.UNICODE_BRANCH)
     page.get_by_role("button", name=re.compile("Launch")).click()
 
     expect(page).to_have_url(re.compile(r"/environments/\d+$"))
