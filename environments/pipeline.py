@@ -53,8 +53,9 @@ class Context:
 
     def log(self, text: str) -> None:
         LogLine.objects.create(step=self.step, text=text)
-        logger.info("env=%s run=%s step=%s %s", self.environment.pk, self.run.pk,
-                    self.step.name, text)
+        logger.info("%s: %s", self.step.name, text,
+                    extra={"environment": self.environment.pk, "run": self.run.pk,
+                           "step": self.step.name})
 
     @cached_property
     def target(self) -> Target:

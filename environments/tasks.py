@@ -10,13 +10,15 @@ from django.utils import timezone
 from environments import pipeline, services
 from environments.backends import BackendError, get
 from environments.models import DbSlot, SlotState
+from portal import logs
 
 
 def execute_run(run_id: int) -> None:
     worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     run = services.claim_run(run_id, worker)
     if run is not None:
-        pipeline.execute(run, worker)
+        with logs.context(environment=run.environment_id, run=run.pk):
+            pipeline.execute(run, worker)
 
 
 def reset_slot(slot_id: int) -> None:

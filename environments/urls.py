@@ -4,6 +4,7 @@ from environments import views
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", views.metrics, name="metrics"),
     path("", views.dashboard, name="dashboard"),
     path("launch", views.launch, name="launch"),
     path("projects/<str:name>/branches", views.branch_options, name="branch_options"),

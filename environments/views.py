@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from environments import git, roles, services
+from environments import metrics as portal_metrics
 from environments.api import MAX_POOL_SIZE
 from environments.backends import BackendError, get
 from environments.models import (
@@ -46,6 +47,13 @@ EXTEND_HOURS = (24.0, 72.0, 168.0)
 # A resetting slot whose reset failed: out of rotation until the scheduled retry works.
 BROKEN = "broken"
 USAGE = (SlotState.FREE, SlotState.LEASED, SlotState.RESETTING, BROKEN)
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Counts and durations only (no names), for Prometheus to scrape without a session."""
+    return HttpResponse(portal_metrics.exposition(),
+                        content_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

@@ -195,11 +195,23 @@ PORTAL_EXPIRY_WARNING_HOURS = env.number("PORTAL_EXPIRY_WARNING_HOURS", 4, minim
 # Live environments a user may own unless an admin set a quota of their own; 0: no limit.
 PORTAL_QUOTA_PER_USER = env.integer("PORTAL_QUOTA_PER_USER", 0, minimum=0)
 
+# JSON lines by default, for log collectors; plain text for people at a terminal.
+PORTAL_LOG_FORMAT = env.choice("PORTAL_LOG_FORMAT", ("json", "plain"), "plain" if DEBUG else "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "portal.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "portal.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": PORTAL_LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": "INFO"},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
