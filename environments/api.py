@@ -30,6 +30,7 @@ from environments.models import (
 
 # A typo in PUT /pool must not create thousands of databases.
 MAX_POOL_SIZE = 500
+RUNS_LISTED = 5
 
 api = NinjaAPI(
     title="Preview Portal API",
@@ -152,7 +153,9 @@ class RunOut(Schema):
     started_at: datetime | None
     finished_at: datetime | None
     error: str
-    steps: list[StepOut]
+    steps: list[StepOut] | None = Field(
+        None, description="Each step with its times; in GET of one environment only."
+    )
 
 
 class SmokeOut(Schema):
@@ -183,7 +186,10 @@ class EnvironmentOut(Schema):
     expires_at: datetime | None
     pinned: bool
     queue_position: int | None
-    runs: list[RunOut] = Field(description="Newest first.")
+    runs: list[RunOut] = Field(
+        description=f"Newest first: all of them for one environment, the {RUNS_LISTED} newest "
+        "in lists."
+    )
     smoke: SmokeOut | None = Field(
         description="The last attempt of the newest run that has smoke results."
     )
@@ -236,15 +242,15 @@ def project_json(project: Project) -> dict[str, Any]:
     }
 
 
-def run_json(run: Run) -> dict[str, Any]:
+def run_json(run: Run, with_steps: bool) -> dict[str, Any]:
+    steps = [
+        {"name": s.name, "status": s.status, "started_at": s.started_at,
+         "finished_at": s.finished_at}
+        for s in run.steps.all()
+    ] if with_steps else None
     return {
         "id": run.pk, "kind": run.kind, "status": run.status, "started_at": run.started_at,
-        "finished_at": run.finished_at, "error": run.error,
-        "steps": [
-            {"name": s.name, "status": s.status, "started_at": s.started_at,
-             "finished_at": s.finished_at}
-            for s in run.steps.all()
-        ],
+        "finished_at": run.finished_at, "error": run.error, "steps": steps,
     }
 
 
@@ -271,10 +277,10 @@ def links_json(environment: Environment) -> dict[str, str]:
     }
 
 
-def environment_json(environment: Environment, slot: str | None,
-                     queue_position: int | None) -> dict[str, Any]:
+def environment_json(environment: Environment, slot: str | None, queue_position: int | None,
+                     detail: bool) -> dict[str, Any]:
     """One environment; `environment` comes from with_details()."""
-    runs = list(environment.runs.all())
+    runs = environment.fetched_runs
     return {
         "id": environment.pk, "project": environment.project.name,
         "branch": environment.branch, "commit": environment.commit,
@@ -286,27 +292,31 @@ def environment_json(environment: Environment, slot: str | None,
         "created_at": environment.created_at, "updated_at": environment.updated_at,
         "expires_at": environment.expires_at, "pinned": environment.pinned,
         "queue_position": queue_position,
-        "runs": [run_json(r) for r in runs], "smoke": smoke_json(runs),
+        "runs": [run_json(r, detail) for r in runs], "smoke": smoke_json(runs),
         "links": links_json(environment),
     }
 
 
-def with_details(environments: QuerySet[Environment]) -> QuerySet[Environment]:
-    runs = Run.objects.order_by("-id").prefetch_related("smoke_attempts", "steps")
+def with_details(environments: QuerySet[Environment], detail: bool) -> QuerySet[Environment]:
+    runs = Run.objects.order_by("-id").prefetch_related("smoke_attempts")
+    # Lists stay small and fast however long each history is; one environment shows it all.
+    runs = runs.prefetch_related("steps") if detail else runs[:RUNS_LISTED]
     return environments.select_related("project", "owner").prefetch_related(
-        Prefetch("runs", queryset=runs)
+        # to_attr: a sliced prefetch cannot be the related manager's cache.
+        Prefetch("runs", queryset=runs, to_attr="fetched_runs")
     )
 
 
-def environments_json(environments: QuerySet[Environment]) -> list[dict[str, Any]]:
+def environments_json(environments: QuerySet[Environment], detail: bool = False
+                      ) -> list[dict[str, Any]]:
     """A fixed number of queries however many environments there are."""
-    found = list(with_details(environments))
+    found = list(with_details(environments, detail))
     slots = dict(
         DbSlot.objects.filter(environment__in=found).values_list("environment_id", "name")
     )
     queued = any(e.status == EnvironmentStatus.QUEUED for e in found)
     positions = services.queue_positions() if queued else {}
-    return [environment_json(e, slots.get(e.pk), positions.get(e.pk)) for e in found]
+    return [environment_json(e, slots.get(e.pk), positions.get(e.pk), detail) for e in found]
 
 
 def pool_json() -> dict[str, Any]:
@@ -340,7 +350,7 @@ def _environment(environment_id: int) -> Environment:
 
 
 def _environment_json(environment_id: int) -> dict[str, Any]:
-    found = environments_json(Environment.objects.filter(pk=environment_id))
+    found = environments_json(Environment.objects.filter(pk=environment_id), detail=True)
     if not found:
         raise _missing(environment_id)
     return found[0]
