@@ -242,6 +242,17 @@ def release_db(ctx: Context) -> None:
         status=EnvironmentStatus.TORN_DOWN, urls={}, updated_at=timezone.now()
     )
     ctx.environment.status = EnvironmentStatus.TORN_DOWN
+    _launch_asked_during_teardown(ctx)
+
+
+def _launch_asked_during_teardown(ctx: Context) -> None:
+    try:
+        again = services.launch_asked_during_teardown(ctx.environment)
+    except services.Refused as exc:
+        ctx.log(f"the launch asked for during the teardown was refused: {exc}")
+        return
+    if again:
+        ctx.log(f"launched again as environment {again.pk}, as asked during the teardown")
 
 
 STEP_FUNCTIONS: dict[str, Callable[[Context], None]] = {
