@@ -14,6 +14,7 @@ from environments.backends.github import GitHub
 from environments.models import Environment, EnvironmentStatus, Run, RunKind, RunStatus
 
 Log = Callable[[str], None]
+FENCE = "`" * 3  # opens and closes a markdown code block
 # What the comment's timing table shows: label, step (None: queue, run created → first step).
 TIMED_STEPS = (("queue", None), ("lease", "lease_db"), ("apply", "apply"),
                ("rollout", "rollout"), ("smoke", "smoke"))
@@ -36,8 +37,18 @@ def publish(run: Run, page_url: str, log: Log) -> None:
             repository, run.commit, state, target, description,
             context=f"preview-portal/{environment.project.name}",
         ))
+    if _superseded(environment):
+        return  # the comment shows the pull request's newer environment now
     body = comment_body(run, environment, page_url)
     _attempt(log, "pull-request comment", lambda: _comment(github, environment, body))
+
+
+def _superseded(environment: Environment) -> bool:
+    """A pull request reopened during its teardown has a newer environment already."""
+    return Environment.objects.filter(
+        project=environment.project, pull_request=environment.pull_request,
+        pk__gt=environment.pk,
+    ).exists()
 
 
 def _attempt(log: Log, what: str, call: Callable[[], object]) -> None:
@@ -83,11 +94,12 @@ def comment_body(run: Run, environment: Environment, page_url: str) -> str:
     marker = f"<!-- preview-portal:{environment.project.name} -->"
     title = (f"{marker}\n**Preview of {_code(environment.branch)}** "
              f"({_code(environment.project.name)}): ")
-    if environment.status == EnvironmentStatus.TORN_DOWN:
-        return title + f"**torn down** ([portal]({page_url}))\n"
-    detail = f": {environment.status_detail}" if environment.status_detail else ""
-    lines = [title + f"**{environment.status}**{detail} at {_code(run.commit[:7])}", "",
-             "| | |", "|---|---|"]
+    if run.kind == RunKind.TEARDOWN:
+        return title + f"**{environment.status}** ([portal]({page_url}))\n"
+    lines = [title + f"**{environment.status}** at {_code(run.commit[:7])}", ""]
+    if environment.status_detail:  # may span lines (a component's last output)
+        lines += [FENCE, environment.status_detail.replace(FENCE, "'''"), FENCE, ""]
+    lines += ["| | |", "|---|---|"]
     lines += [f"| {name} | {url} |" for name, url in environment.urls.items()]
     lines += [f"| {label} | {value} |" for label, value in _facts(run, environment, page_url)]
     lines += ["", f"Where the time went (run {run.pk}, {run.kind}):", ""]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from environments import git, services
+from environments import git, pipeline, services
 from environments.models import Environment, EnvironmentStatus, Interface, LogLine
 from tests.commits import commit_on
 from tests.deliveries import SECRET, deliver, pointed_at
@@ -71,7 +71,7 @@ def test_statuses_go_pending_then_success_and_one_comment_is_edited_in_place(
     deliver(client, "pull_request", pointed_at("pull_request.closed", BRANCH, pushed))
 
     assert len(github.statuses()) == 4  # a closed pull request keeps its last verdict
-    assert "**torn down**" in github.comments[comment_id]
+    assert "**torn_down**" in github.comments[comment_id]
     assert list(github.comments) == [comment_id]
 
 
@@ -117,3 +117,43 @@ def test_a_deleted_comment_is_posted_again(client, demo_project, demo_repo, pool
     assert [c.method for c in github.comment_calls()] == ["POST", "PATCH", "PATCH", "POST",
                                                           "PATCH"]
     assert list(github.comments) == [environment.github_comment_id]
+
+
+def test_a_failed_deploy_is_a_failure_linking_the_portal(
+        client, settings, demo_project, demo_repo, pool_of, github):
+    pool_of(1)
+    sha = git.resolve(str(demo_repo), "broken/crash-on-start")
+    deliver(client, "pull_request",
+            pointed_at("pull_request.opened", "broken/crash-on-start", sha))
+    environment = Environment.objects.get()
+    page = f"{settings.PORTAL_BASE_URL}/environments/{environment.pk}"
+
+    assert environment.status == EnvironmentStatus.FAILED
+    assert [(s["state"], s["target_url"]) for _, s in github.statuses()] == [
+        ("pending", page), ("failure", page)]
+    assert github.statuses()[-1][1]["description"].startswith("rollout failed")
+    body, = github.comments.values()
+    assert "**failed** at" in body
+    assert "```\nrollout failed" in body and "crash-on-start is set on this branch" in body
+
+
+def test_a_pull_request_reopened_during_its_teardown_keeps_its_one_comment(
+        client, demo_project, demo_repo, pool_of, github, monkeypatch):
+    pool_of(2)
+    open_pull_request(client, demo_repo)
+    sha = git.resolve(str(demo_repo), BRANCH)
+    delete_workload = pipeline.STEP_FUNCTIONS["delete_workload"]
+
+    def reopen_meanwhile(ctx: pipeline.Context) -> None:
+        deliver(client, "pull_request", pointed_at("pull_request.reopened", BRANCH, sha))
+        delete_workload(ctx)
+
+    monkeypatch.setitem(pipeline.STEP_FUNCTIONS, "delete_workload", reopen_meanwhile)
+    deliver(client, "pull_request", pointed_at("pull_request.closed", BRANCH, sha))
+    new = Environment.objects.latest("id")
+
+    assert new.status == EnvironmentStatus.READY
+    (comment_id, body), = github.comments.items()
+    assert new.github_comment_id == comment_id
+    # The new environment came up inside the old one's teardown, which ended after it.
+    assert "**ready**" in body

@@ -2,12 +2,12 @@
 unsigned, replayed, reordered; opened brings an environment up, synchronize redeploys it at the
 new commit, closed tears it down, and a forged delivery changes nothing."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from environments import crypto, demo, git, pipeline, probes, services, tasks
+from environments import crypto, demo, git, pipeline, probes
 from environments.backends import get
 from environments.models import (
     AuditEvent,
@@ -39,20 +39,6 @@ def head(repo: Path, branch: str = BRANCH) -> str:
 def nothing_changed() -> bool:
     return not (Environment.objects.exists() or Run.objects.exists()
                 or AuditEvent.objects.exists() or WebhookDelivery.objects.exists())
-
-
-@pytest.fixture
-def deferred_runs(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
-    """Runs are queued instead of run inline; the returned function works the queue off, so a
-    test can deliver several events before any of them is carried out."""
-    queued: list[int] = []
-    monkeypatch.setattr(services, "enqueue_run", queued.append)
-
-    def drain() -> None:
-        while queued:
-            tasks.execute_run(queued.pop(0))
-
-    return drain
 
 
 # Refusals: nothing is created, and the answer says why in the API's error shape.

@@ -10,7 +10,8 @@ from typing import Any
 
 from environments.backends import BackendError
 
-TIMEOUT_SECONDS = 10
+# Short: the pipeline waits for these calls at the start and end of every run.
+TIMEOUT_SECONDS = 5
 # GitHub cuts a status description longer than this with an error.
 DESCRIPTION_MAX = 140
 
@@ -36,7 +37,10 @@ class GitHub:
     def create_comment(self, repository: str, number: int, body: str) -> int:
         answer = self._call("POST", f"/repos/{repository}/issues/{number}/comments",
                             {"body": body})
-        return int(answer["id"])
+        try:
+            return int(answer["id"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BackendError(f"GitHub answered a new comment without its id: {answer}") from exc
 
     def update_comment(self, repository: str, comment_id: int, body: str) -> bool:
         """False when the comment is gone (someone deleted it)."""
