@@ -113,10 +113,10 @@ def launch(project: Project, branch: str, *, actor: User, interface: str,
         # The teardown finished meanwhile: what is there now decides.
         existing = Environment.objects.active().filter(project=project, branch=branch).first()
     if existing:
+        redeploy(existing, actor=actor, interface=interface, commit=commit)
         if pull_request is not None and existing.pull_request != pull_request:
             Environment.objects.filter(pk=existing.pk).update(pull_request=pull_request)
             existing.pull_request = pull_request
-        redeploy(existing, actor=actor, interface=interface, commit=commit)
         return existing
     now = timezone.now()
     try:
@@ -154,14 +154,15 @@ def launch_asked_during_teardown(environment: Environment) -> Environment | None
     asked = Environment.objects.filter(pk=environment.pk).values_list("relaunch", flat=True)[0]
     if not asked:
         return None
-    launched = launch(
-        environment.project, environment.branch, actor=None, interface=asked["interface"],
-        commit=asked["commit"], pull_request=asked["pull_request"],
-    )
-    # Cleared only now: a teardown step resumed after a crash launches (idempotently) again
-    # rather than never.
-    Environment.objects.filter(pk=environment.pk).update(relaunch=None)
-    return launched
+    try:
+        return launch(
+            environment.project, environment.branch, actor=None, interface=asked["interface"],
+            commit=asked["commit"], pull_request=asked["pull_request"],
+        )
+    finally:
+        # Cleared only now: a teardown step resumed after a crash launches (idempotently)
+        # again rather than never; a refused launch is not tried again.
+        Environment.objects.filter(pk=environment.pk).update(relaunch=None)
 
 
 def redeploy(environment: Environment, *, actor: User, interface: str,

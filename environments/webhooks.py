@@ -116,8 +116,10 @@ def _signed(body: bytes, secret: str, signature: str) -> bool:
 def parse(request: HttpRequest) -> tuple[str, str, dict[str, Any]]:
     event = request.headers.get("X-GitHub-Event", "")
     delivery_id = request.headers.get("X-GitHub-Delivery", "")
-    if not event or not delivery_id:
-        raise services.Refused("X-GitHub-Event and X-GitHub-Delivery headers are required", 400)
+    if not 0 < len(event) <= 50 or not 0 < len(delivery_id) <= 100:
+        raise services.Refused(
+            "X-GitHub-Event and X-GitHub-Delivery headers are required (GitHub sends an event "
+            "name and a GUID)", 400)
     if request.content_type != "application/json":
         raise services.Refused(
             f"the body is {request.content_type or 'untyped'}: set the GitHub webhook's "
