@@ -77,7 +77,7 @@ class EnvironmentAdmin(admin.ModelAdmin):
     # Only the lifetime is an admin's to change; state changes go through the pipeline.
     readonly_fields = ("project", "branch", "commit", "pull_request", "owner", "status",
                        "status_detail", "env_key", "urls", "created_at", "updated_at",
-                       "queued_at", "ready_at")
+                       "queued_at", "ready_at", "github_comment_id", "relaunch")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
