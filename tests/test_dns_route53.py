@@ -70,7 +70,8 @@ def test_alias_records_point_each_host_at_the_alb_and_are_deleted(zone_id):
     for record in found.values():
         assert record["AliasTarget"]["HostedZoneId"] == EU_WEST_1_ALB_ZONE
         assert record["AliasTarget"]["DNSName"].rstrip(".") == ALB
-    assert "the change is in sync" in lines[-1]
+    assert "Route53: the change is in sync" in lines
+    assert lines[-1] == f"Route53: {', '.join(HOSTS)} point at {ALB} already"
 
     dns.delete(HOSTS, lines.append)
     dns.delete(HOSTS, lines.append)  # gone already: not an error
@@ -94,6 +95,15 @@ def test_cname_mode_and_ip_addresses(zone_id, settings):
     dns.delete(HOSTS, lambda _: None)
 
     assert records(zone_id) == {}
+
+
+def test_a_changed_record_kind_replaces_the_old_record(zone_id, settings):
+    Route53Dns().upsert(HOSTS[:1], ALB, lambda _: None)
+    settings.PORTAL_ROUTE53_RECORD = "cname"
+
+    Route53Dns().upsert(HOSTS[:1], ALB, lambda _: None)
+
+    assert set(records(zone_id)) == {(f"{HOSTS[0]}.", "CNAME")}
 
 
 def test_wildcard_mode_keeps_one_shared_record(zone_id, settings):

@@ -104,9 +104,11 @@ class Route53Dns(Dns):
             log("no exposed component: no DNS record")
             return
         record = self.record_to(target)
-        change = self._change([
-            {"Action": "UPSERT", "ResourceRecordSet": {"Name": name, **record}} for name in names
-        ])
+        changes = [change for name in names for change in self._changes_for(name, record)]
+        if not changes:  # a redeploy: nothing to change, nothing to wait for
+            log(f"Route53: {', '.join(names)} point at {target} already")
+            return
+        change = self._change(changes)
         log(f"Route53: {', '.join(names)} → {target} ({_kind(record)})")
         if self.wait:
             self._wait(change)
@@ -138,11 +140,23 @@ class Route53Dns(Dns):
         return {"Type": "A", "AliasTarget": {"HostedZoneId": alb_hosted_zone(target),
                                              "DNSName": target, "EvaluateTargetHealth": False}}
 
+    def _changes_for(self, name: str, record: dict[str, Any]) -> list[dict[str, Any]]:
+        """What makes `name` point where `record` says: nothing when it does already; a record
+        of another type (PORTAL_ROUTE53_RECORD changed) goes in the same atomic batch."""
+        current = self._records_of(name)
+        if any(_same(found, record) for found in current):
+            return []
+        stale = [{"Action": "DELETE", "ResourceRecordSet": found} for found in current
+                 if found["Type"] != record["Type"]]
+        return [*stale, {"Action": "UPSERT", "ResourceRecordSet": {"Name": name, **record}}]
+
     def _records_of(self, host: str) -> list[dict[str, Any]]:
         answer = self._call(self.client.list_resource_record_sets, HostedZoneId=self.zone_id,
                             StartRecordName=host, MaxItems="10")
+        # Route53 spells a name's * as \052.
         return [r for r in answer["ResourceRecordSets"]
-                if r["Name"].rstrip(".") == host and r["Type"] in OWN_TYPES]
+                if r["Name"].replace("\\052", "*").rstrip(".") == host
+                and r["Type"] in OWN_TYPES]
 
     def _change(self, changes: list[dict[str, Any]]) -> str:
         answer = self._call(self.client.change_resource_record_sets, HostedZoneId=self.zone_id,
@@ -180,6 +194,22 @@ def alb_hosted_zone(name: str) -> str:
             f"{name} is not the DNS name of an Application Load Balancer in a known region, "
             "which an alias record needs (PORTAL_ROUTE53_RECORD=cname points at any name)")
     return zone
+
+
+def _same(found: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    if found["Type"] != wanted["Type"]:
+        return False
+    if "AliasTarget" in wanted:
+        alias = found.get("AliasTarget", {})
+        return (alias.get("HostedZoneId") == wanted["AliasTarget"]["HostedZoneId"]
+                and _host(alias.get("DNSName", "")) == _host(wanted["AliasTarget"]["DNSName"]))
+    values = [_host(r["Value"]) for r in found.get("ResourceRecords", [])]
+    return (found.get("TTL") == wanted["TTL"]
+            and values == [_host(r["Value"]) for r in wanted["ResourceRecords"]])
+
+
+def _host(name: str) -> str:
+    return name.rstrip(".").lower()
 
 
 def _kind(record: dict[str, Any]) -> str:
