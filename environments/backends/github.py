@@ -31,7 +31,7 @@ class GitHub:
         replaces it on the pull request."""
         self._call("POST", f"/repos/{repository}/statuses/{sha}", {
             "state": state, "target_url": target_url, "context": context,
-            "description": description[:DESCRIPTION_MAX],
+            "description": " ".join(description.split())[:DESCRIPTION_MAX],  # one line
         })
 
     def create_comment(self, repository: str, number: int, body: str) -> int:
