@@ -1,9 +1,11 @@
 """Admin: projects are edited here; what the pipeline owns is shown read-mostly, because a
 hand edit of an environment, run or audit event would contradict what actually ran."""
 
+from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
+from environments import crypto
 from environments.models import (
     ApiToken,
     AuditEvent,
@@ -13,6 +15,7 @@ from environments.models import (
     Project,
     Run,
     RunStep,
+    WebhookDelivery,
 )
 
 
@@ -23,11 +26,46 @@ class ComponentInline(admin.TabularInline):
               "exposed")
 
 
+class ProjectForm(forms.ModelForm):
+    """The webhook secret is write-only: typed here, stored sealed, never shown again."""
+
+    new_webhook_secret = forms.CharField(
+        required=False, label="Webhook secret", widget=forms.PasswordInput,
+        help_text="Replaces the project's own secret for GitHub webhooks; empty keeps it "
+        "(without one, PORTAL_GITHUB_WEBHOOK_SECRET applies).",
+    )
+    clear_webhook_secret = forms.BooleanField(
+        required=False, help_text="Back to PORTAL_GITHUB_WEBHOOK_SECRET."
+    )
+
+    class Meta:
+        model = Project
+        fields = ("name", "repository", "github_repository", "seed_sql", "ttl_hours",
+                  "deploy_drafts", "deploy_forks")
+
+    def save(self, commit: bool = True) -> Project:
+        project = super().save(commit=False)
+        if self.cleaned_data["clear_webhook_secret"]:
+            project.webhook_secret = ""
+        elif self.cleaned_data["new_webhook_secret"]:
+            project.webhook_secret = crypto.seal(self.cleaned_data["new_webhook_secret"])
+        if commit:
+            project.save()
+            self.save_m2m()
+        return project
+
+
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
-    list_display = ("name", "repository", "github_repository", "ttl_hours")
+    form = ProjectForm
+    list_display = ("name", "repository", "github_repository", "own_webhook_secret",
+                    "ttl_hours")
     search_fields = ("name", "github_repository")
     inlines = [ComponentInline]
+
+    @admin.display(boolean=True)
+    def own_webhook_secret(self, project: Project) -> bool:
+        return bool(project.webhook_secret)
 
 
 @admin.register(Environment)
@@ -39,7 +77,7 @@ class EnvironmentAdmin(admin.ModelAdmin):
     # Only the lifetime is an admin's to change; state changes go through the pipeline.
     readonly_fields = ("project", "branch", "commit", "pull_request", "owner", "status",
                        "status_detail", "env_key", "urls", "created_at", "updated_at",
-                       "queued_at", "ready_at")
+                       "queued_at", "ready_at", "github_comment_id", "relaunch")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -114,4 +152,21 @@ class ApiTokenAdmin(admin.ModelAdmin):
     list_select_related = ("user",)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    list_display = ("received_at", "event", "action", "repository", "pull_request",
+                    "delivery_id")
+    list_filter = ("event", "action")
+    search_fields = ("delivery_id", "repository")
+    readonly_fields = ("delivery_id", "event", "action", "repository", "pull_request",
+                       "received_at", "result")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest,
+                              obj: WebhookDelivery | None = None) -> bool:
         return False

@@ -1,6 +1,7 @@
 """The few git operations the portal needs, through the git command line."""
 
 import fcntl
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from django.conf import settings
 from environments.backends import BackendError
 
 GIT_TIMEOUT = 120
+PULL_HEAD = re.compile(r"pull/[1-9][0-9]*/head")
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,14 @@ def branches(repository: str) -> list[Branch]:
 
 
 def resolve(repository: str, branch: str) -> str | None:
-    return next((b.commit for b in branches(repository) if b.name == branch), None)
+    """The head commit of the branch. `pull/<n>/head` is GitHub's ref of a pull request's head,
+    the one way to reach the code of a pull request from a fork."""
+    ref = f"refs/{branch}" if PULL_HEAD.fullmatch(branch) else f"refs/heads/{branch}"
+    out = run("ls-remote", "--", repository, ref)
+    # ls-remote matches patterns by their tail: keep the exact ref only.
+    return next(
+        (line.partition("\t")[0] for line in out.splitlines() if line.endswith("\t" + ref)), None
+    )
 
 
 @contextmanager

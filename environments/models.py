@@ -35,6 +35,19 @@ class Project(models.Model):
     max_live_environments = models.PositiveIntegerField(
         null=True, blank=True, help_text="Live environments the project may have; empty: no limit."
     )
+    webhook_secret = models.TextField(
+        blank=True,
+        help_text="Sealed. When set, GitHub deliveries for this repository must be signed with "
+        "it instead of PORTAL_GITHUB_WEBHOOK_SECRET.",
+    )
+    deploy_drafts = models.BooleanField(
+        default=False, help_text="Draft pull requests get an environment too."
+    )
+    deploy_forks = models.BooleanField(
+        default=False,
+        help_text="Pull requests from forks get an environment: their code then runs with this "
+        "project's database and settings.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -127,6 +140,13 @@ class Environment(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     pinned = models.BooleanField(default=False, help_text="Never expires (set by an admin).")
     warned_at = models.DateTimeField(null=True, blank=True)
+    github_comment_id = models.BigIntegerField(
+        null=True, blank=True, help_text="The pull-request comment each run edits."
+    )
+    relaunch = models.JSONField(
+        null=True, blank=True,
+        help_text="A launch asked for during the teardown, carried out once it is gone.",
+    )
 
     objects = EnvironmentQuerySet.as_manager()
 
@@ -394,3 +414,25 @@ class ApiToken(models.Model):
     @staticmethod
     def digest_of(token: str) -> str:
         return hashlib.sha256(token.encode()).hexdigest()
+
+
+class WebhookDelivery(models.Model):
+    """A GitHub delivery that was verified and handled: a redelivery of it changes nothing."""
+
+    delivery_id = models.CharField(max_length=100)
+    event = models.CharField(max_length=50)
+    action = models.CharField(max_length=50, blank=True)
+    repository = models.CharField(max_length=200, blank=True, help_text="owner/name, lower case.")
+    pull_request = models.PositiveIntegerField(null=True, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+    result = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["delivery_id"], name="one_row_per_delivery")
+        ]
+        indexes = [models.Index(fields=["repository", "pull_request"])]
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.action} {self.delivery_id}"

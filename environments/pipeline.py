@@ -14,7 +14,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from environments import git, naming, probes, services
+from environments import git, github_status, naming, probes, services
 from environments.backends import BackendError, get
 from environments.backends.notify import Notice
 from environments.backends.runtime import ComponentSpec, Target
@@ -252,6 +252,17 @@ def release_db(ctx: Context) -> None:
         status=EnvironmentStatus.TORN_DOWN, urls={}, updated_at=timezone.now()
     )
     ctx.environment.status = EnvironmentStatus.TORN_DOWN
+    _launch_asked_during_teardown(ctx)
+
+
+def _launch_asked_during_teardown(ctx: Context) -> None:
+    try:
+        again = services.launch_asked_during_teardown(ctx.environment)
+    except services.Refused as exc:
+        ctx.log(f"the launch asked for during the teardown was refused: {exc}")
+        return
+    if again:
+        ctx.log(f"launched again as environment {again.pk}, as asked during the teardown")
 
 
 STEP_FUNCTIONS: dict[str, Callable[[Context], None]] = {
@@ -262,7 +273,25 @@ STEP_FUNCTIONS: dict[str, Callable[[Context], None]] = {
 
 
 def execute(run: Run, worker: str) -> None:
-    """Run the claimed run's unfinished steps in order."""
+    """Run the claimed run's unfinished steps in order; a pull request is told before and
+    after (a run that lost its claim is told by the worker that took it over)."""
+    _tell_github(run)
+    _execute_steps(run, worker)
+    _tell_github(run)
+
+
+def _tell_github(run: Run) -> None:
+    github_status.publish(run, portal_url(run.environment), lambda text: _log_on_run(run, text))
+
+
+def _log_on_run(run: Run, text: str) -> None:
+    # Beside the step that ran last (or runs first): where a reader of the run looks.
+    steps = run.steps.order_by("-position")
+    step = steps.exclude(started_at=None).first() or steps.last()
+    Context(run=run, step=step).log(text)
+
+
+def _execute_steps(run: Run, worker: str) -> None:
     for step in run.steps.order_by("position"):
         if step.status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED):
             continue

@@ -99,12 +99,25 @@ def check_branch(project: Project, branch: str, commit: str | None) -> str:
 
 
 def launch(project: Project, branch: str, *, actor: User, interface: str,
-           commit: str | None = None, pull_request: int | None = None) -> Environment:
-    """Start a preview of the branch; a live one is redeployed instead (idempotent)."""
+           commit: str | None = None, pull_request: int | None = None,
+           after_teardown: bool = False) -> Environment:
+    """Start a preview of the branch; a live one is redeployed instead (idempotent).
+
+    A branch whose environment is being torn down is refused (409), unless `after_teardown`:
+    then it is launched again once the teardown is done. Webhooks ask for that, because a
+    pull request reopened (or pushed to) right after it closed must end up running."""
     commit = check_branch(project, branch, commit)
     existing = Environment.objects.active().filter(project=project, branch=branch).first()
+    if existing and after_teardown and existing.status == EnvironmentStatus.TEARING_DOWN:
+        if _relaunch_after_teardown(existing, commit, pull_request, actor, interface):
+            return existing
+        # The teardown finished meanwhile: what is there now decides.
+        existing = Environment.objects.active().filter(project=project, branch=branch).first()
     if existing:
         redeploy(existing, actor=actor, interface=interface, commit=commit)
+        if pull_request is not None and existing.pull_request != pull_request:
+            Environment.objects.filter(pk=existing.pk).update(pull_request=pull_request)
+            existing.pull_request = pull_request
         return existing
     over = quota_problem(project, actor)
     if over:
@@ -126,6 +139,34 @@ def launch(project: Project, branch: str, *, actor: User, interface: str,
         redeploy(existing, actor=actor, interface=interface, commit=commit)
         return existing
     return environment
+
+
+def _relaunch_after_teardown(environment: Environment, commit: str, pull_request: int | None,
+                             actor: User, interface: str) -> bool:
+    """Remember the launch on the environment being torn down; False when it is gone already.
+    The newest ask wins; a teardown asked for after it cancels it."""
+    asked = Environment.objects.filter(
+        pk=environment.pk, status=EnvironmentStatus.TEARING_DOWN
+    ).update(relaunch={"commit": commit, "pull_request": pull_request, "interface": interface})
+    if asked:
+        audit(actor, interface, "launch_after_teardown", environment, commit=commit)
+    return bool(asked)
+
+
+def launch_asked_during_teardown(environment: Environment) -> Environment | None:
+    """Carry out the launch asked for while `environment` (now torn down) was going away."""
+    asked = Environment.objects.filter(pk=environment.pk).values_list("relaunch", flat=True)[0]
+    if not asked:
+        return None
+    try:
+        return launch(
+            environment.project, environment.branch, actor=None, interface=asked["interface"],
+            commit=asked["commit"], pull_request=asked["pull_request"],
+        )
+    finally:
+        # Cleared only now: a teardown step resumed after a crash launches (idempotently)
+        # again rather than never; a refused launch is not tried again.
+        Environment.objects.filter(pk=environment.pk).update(relaunch=None)
 
 
 def redeploy(environment: Environment, *, actor: User, interface: str,
@@ -166,7 +207,7 @@ def teardown(environment: Environment, *, actor: User, interface: str) -> Run:
         if run is None:
             run = _create_run(environment, RunKind.TEARDOWN, actor, environment.commit)
         Environment.objects.filter(pk=environment.pk).update(
-            status=EnvironmentStatus.TEARING_DOWN, status_detail=""
+            status=EnvironmentStatus.TEARING_DOWN, status_detail="", relaunch=None
         )
         audit(actor, interface, "teardown", environment)
     return run

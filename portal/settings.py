@@ -160,6 +160,12 @@ if PORTAL_DB_POOL == "mysql":
 
 PORTAL_DNS = env.choice("PORTAL_DNS", ("none", "route53"), "none")
 PORTAL_ROUTE53_ZONE_ID = env.text("PORTAL_ROUTE53_ZONE_ID")
+# alias: an A record aliasing the ALB (free, no TTL to wait out); cname: for anything else.
+PORTAL_ROUTE53_RECORD = env.choice("PORTAL_ROUTE53_RECORD", ("alias", "cname"), "alias")
+# One `*.PORTAL_BASE_DOMAIN` record for every environment (all ingresses share one ALB).
+PORTAL_ROUTE53_WILDCARD = env.flag("PORTAL_ROUTE53_WILDCARD")
+# Wait until Route53 serves the change, so the smoke checks that follow resolve the names.
+PORTAL_ROUTE53_WAIT = env.flag("PORTAL_ROUTE53_WAIT", True)
 if PORTAL_DNS == "route53":
     env.require("PORTAL_ROUTE53_ZONE_ID", PORTAL_ROUTE53_ZONE_ID, "when PORTAL_DNS=route53")
     env.refuse_unless(

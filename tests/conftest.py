@@ -3,13 +3,13 @@ and tasks run inline (django-q2 sync mode) unless a test starts real workers."""
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group, User
 
-from environments import demo, roles, services
+from environments import demo, roles, services, tasks
 from environments.backends import get
 from environments.models import Project
 from tests import mariadb as mariadb_server
@@ -109,3 +109,17 @@ def mysql_pool(settings, mariadb: MariaDB) -> MariaDB:
     settings.PORTAL_POOL_MYSQL_URL = mariadb.admin_url
     settings.PORTAL_POOL_PREFIX = f"t{next(_prefixes)}_"
     return mariadb
+
+
+@pytest.fixture
+def deferred_runs(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Runs are queued instead of run inline; the returned function works the queue off, so a
+    test can deliver several events before any of them is carried out."""
+    queued: list[int] = []
+    monkeypatch.setattr(services, "enqueue_run", queued.append)
+
+    def drain() -> None:
+        while queued:
+            tasks.execute_run(queued.pop(0))
+
+    return drain

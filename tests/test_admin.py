@@ -5,7 +5,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from environments import services, tokens
+from environments import crypto, services, tokens
 from environments.models import (
     ApiToken,
     AuditEvent,
@@ -13,7 +13,9 @@ from environments.models import (
     Environment,
     EnvironmentStatus,
     Interface,
+    Project,
     Run,
+    WebhookDelivery,
 )
 
 
@@ -31,8 +33,9 @@ def test_every_model_has_a_list_and_a_change_page(staff_client, demo_project, po
     )
     services.teardown(environment, actor=developer, interface=Interface.WEB)
     tokens.create(developer, "ci")
+    delivery = WebhookDelivery.objects.create(delivery_id="d-1", event="ping")
     for model in (demo_project, environment, Run.objects.get(), DbSlot.objects.get(),
-                  AuditEvent.objects.get(), ApiToken.objects.get()):
+                  AuditEvent.objects.get(), ApiToken.objects.get(), delivery):
         meta = model._meta
         changelist = reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist")
         change = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[model.pk])
@@ -67,3 +70,23 @@ def test_audit_events_cannot_be_edited_or_deleted(staff_client, developer):
 
     assert response.status_code == 403
     assert AuditEvent.objects.get().action == "launch"
+
+
+def test_a_project_webhook_secret_is_write_only(staff_client, demo_project):
+    url = reverse("admin:environments_project_change", args=[demo_project.pk])
+    form = {"name": "demo", "repository": demo_project.repository,
+            "github_repository": "preview-portal/demo", "new_webhook_secret": "s3cret-hook",
+            "components-TOTAL_FORMS": "0", "components-INITIAL_FORMS": "0"}
+
+    response = staff_client.post(url, form)
+    stored = Project.objects.get().webhook_secret
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert crypto.unseal(stored) == "s3cret-hook"
+    page = staff_client.get(url).content.decode()
+    assert "s3cret-hook" not in page and stored not in page
+
+    staff_client.post(url, {**form, "new_webhook_secret": ""})
+    assert Project.objects.get().webhook_secret == stored  # empty keeps it
+    staff_client.post(url, {**form, "new_webhook_secret": "", "clear_webhook_secret": "on"})
+    assert Project.objects.get().webhook_secret == ""

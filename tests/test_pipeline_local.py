@@ -19,6 +19,7 @@ from environments.models import (
     SlotState,
     StepStatus,
 )
+from tests.commits import commit_on
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -170,7 +171,7 @@ def test_redeploy_at_a_new_commit_restarts_on_it(demo_project, demo_repo, pool_o
     pool_of(1)
     environment = launch(demo_project, "feature/checkout", developer)
     old_url = environment.urls["web"]
-    new_commit = _commit_on(demo_repo, "feature/checkout", "banner.txt", "Demo shop — v2\n")
+    new_commit = commit_on(demo_repo, "feature/checkout", "banner.txt", "Demo shop — v2\n")
 
     services.redeploy(environment, actor=developer, interface=Interface.WEB)
     environment.refresh_from_db()
@@ -200,15 +201,3 @@ def test_a_component_that_dies_after_ready_is_reported(demo_project, pool_of, de
     assert states["web"].startswith("running")
     assert states["api"].startswith("exited")
 
-
-def _commit_on(repo: Path, branch: str, name: str, content: str) -> str:
-    from environments import git
-
-    here = str(repo)
-    git.run("-C", here, "checkout", "--quiet", branch)
-    (repo / name).write_text(content)
-    git.run("-C", here, "add", "-A")
-    git.run("-C", here, *demo.IDENTITY, "commit", "--quiet", "-m", "change")
-    commit = git.run("-C", here, "rev-parse", "HEAD").strip()
-    git.run("-C", here, "checkout", "--quiet", "main")
-    return commit

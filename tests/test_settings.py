@@ -24,6 +24,7 @@ def start(tmp_path, command: str = "check", **variables: str) -> subprocess.Comp
         ({"PORTAL_REPORTS": "s3"}, "PORTAL_S3_BUCKET"),
         ({"PORTAL_NOTIFY": "slack", "PORTAL_SLACK_CHANNEL": "#x"}, "SLACK_BOT_TOKEN"),
         ({"PORTAL_DNS": "route53", "PORTAL_ROUTE53_ZONE_ID": "Z1"}, "PORTAL_RUNTIME"),
+        ({"PORTAL_ROUTE53_RECORD": "mx"}, "PORTAL_ROUTE53_RECORD"),
         ({"PORTAL_RUNTIME": "docker"}, "PORTAL_RUNTIME"),
         ({"PORTAL_SMOKE_ATTEMPTS": "three"}, "PORTAL_SMOKE_ATTEMPTS"),
         ({"PORTAL_ENV_TTL_HOURS": "-1"}, "PORTAL_ENV_TTL_HOURS"),

@@ -27,7 +27,13 @@ IMPLEMENTATIONS: dict[str, tuple[str, dict[str, str]]] = {
             "mysql": "environments.backends.pool.mysql.MysqlPool",
         },
     ),
-    "dns": ("PORTAL_DNS", {"none": "environments.backends.dns.none.NoDns"}),
+    "dns": (
+        "PORTAL_DNS",
+        {
+            "none": "environments.backends.dns.none.NoDns",
+            "route53": "environments.backends.dns.route53.Route53Dns",
+        },
+    ),
     "storage": ("PORTAL_REPORTS", {"file": "environments.backends.storage.file.FileReports"}),
     "notify": ("PORTAL_NOTIFY", {"log": "environments.backends.notify.log.LogNotifier"}),
 }

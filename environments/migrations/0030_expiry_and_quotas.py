@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('environments', '0004_schedules'),
+        ('environments', '0020_github'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

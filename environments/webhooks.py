@@ -1,0 +1,289 @@
+"""POST /webhooks/github: pull requests launch, redeploy and tear down their environments.
+
+Nothing of a delivery is parsed before its signature checks out. To know which project's secret
+applies one would have to read the repository from the body, so instead the raw body is checked
+against every secret there is: the portal's and each project's own. A project with a secret of
+its own trusts only that one; the others trust the portal's. Then the JSON is read, and a
+delivery acts only on projects whose secret signed it.
+
+Each delivery is handled once (X-GitHub-Delivery), in one transaction with what it changes: a
+refused one leaves nothing behind, not even its id, so GitHub's "Redeliver" works once fixed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from environments import crypto, services
+from environments.models import Environment, Interface, Project, WebhookDelivery
+
+logger = logging.getLogger("preview_portal.webhooks")
+
+DEPLOY_ACTIONS = frozenset({"opened", "reopened", "ready_for_review", "synchronize"})
+
+
+@dataclass(frozen=True)
+class Trust:
+    """Whose secret signed the delivery."""
+
+    portal: bool
+    projects: frozenset[int]
+
+    def covers(self, project: Project) -> bool:
+        return project.pk in self.projects if project.webhook_secret else self.portal
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    repository: str
+    number: int
+    action: str
+    branch: str
+    sha: str
+    draft: bool
+    from_fork: bool
+
+
+@csrf_exempt
+def github(request: HttpRequest) -> JsonResponse:
+    try:
+        if request.method != "POST":
+            raise services.Refused("GitHub webhooks are POSTed", 405)
+        trust = verify(request)
+        event, delivery_id, payload = parse(request)
+        return handle(event, delivery_id, payload, trust)
+    except services.Refused as exc:
+        return JsonResponse({"error": exc.message, "detail": exc.detail or None},
+                            status=exc.status)
+
+
+# Before anything is parsed: the signature.
+
+def verify(request: HttpRequest) -> Trust:
+    signature = request.headers.get("X-Hub-Signature-256", "")
+    if not signature:
+        raise services.Refused(
+            "the delivery is not signed (no X-Hub-Signature-256): give the GitHub webhook a "
+            "secret", 401)
+    portal_secret = settings.PORTAL_GITHUB_WEBHOOK_SECRET
+    own = _project_secrets()
+    if not portal_secret and not own:
+        raise services.Refused(
+            "the portal has no webhook secret: set PORTAL_GITHUB_WEBHOOK_SECRET or a "
+            "project's webhook secret", 403)
+    body = request.body
+    trust = Trust(
+        portal=bool(portal_secret) and _signed(body, portal_secret, signature),
+        projects=frozenset(pk for pk, secret in own if _signed(body, secret, signature)),
+    )
+    if not (trust.portal or trust.projects):
+        raise services.Refused(
+            "the signature does not match: the GitHub webhook's secret differs from the "
+            "portal's (or the project's)", 401)
+    return trust
+
+
+def _project_secrets() -> list[tuple[int, str]]:
+    secrets = []
+    for pk, name, sealed in Project.objects.exclude(webhook_secret="").values_list(
+        "pk", "name", "webhook_secret"
+    ):
+        try:
+            secrets.append((pk, crypto.unseal(sealed)))
+        except ValueError as exc:  # PORTAL_SECRET_KEY changed: it verifies nothing any more
+            logger.warning("webhook secret of project %s: %s", name, exc)
+    return secrets
+
+
+def _signed(body: bytes, secret: str, signature: str) -> bool:
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode(), signature.encode())
+
+
+# A verified delivery.
+
+def parse(request: HttpRequest) -> tuple[str, str, dict[str, Any]]:
+    event = request.headers.get("X-GitHub-Event", "")
+    delivery_id = request.headers.get("X-GitHub-Delivery", "")
+    if not 0 < len(event) <= 50 or not 0 < len(delivery_id) <= 100:
+        raise services.Refused(
+            "X-GitHub-Event and X-GitHub-Delivery headers are required (GitHub sends an event "
+            "name and a GUID)", 400)
+    if request.content_type != "application/json":
+        raise services.Refused(
+            f"the body is {request.content_type or 'untyped'}: set the GitHub webhook's "
+            "content type to application/json", 415)
+    try:
+        payload = json.loads(request.body)
+    except ValueError as exc:
+        raise services.Refused("the body is not valid JSON", 400, {"reason": str(exc)}) from exc
+    if not isinstance(payload, dict):
+        raise services.Refused("the body is not a JSON object", 400)
+    return event, delivery_id, payload
+
+
+def handle(event: str, delivery_id: str, payload: dict[str, Any], trust: Trust) -> JsonResponse:
+    if WebhookDelivery.objects.filter(delivery_id=delivery_id).exists():
+        return _duplicate(delivery_id)
+    pull_request = _pull_request(payload) if event == "pull_request" else None
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                delivery = WebhookDelivery.objects.create(
+                    delivery_id=delivery_id, event=event,
+                    action=str(payload.get("action") or "")[:50],
+                    repository=_repository(payload).lower()[:200],
+                    pull_request=pull_request.number if pull_request else None,
+                )
+        except IntegrityError:  # the same delivery, concurrently
+            return _duplicate(delivery_id)
+        if event == "ping":
+            status, result = 200, _pong(payload)
+        elif pull_request is not None:
+            status, result = _on_pull_request(pull_request, trust, delivery)
+        else:
+            status, result = 200, {"status": "ignored", "detail": f"{event} events are not used"}
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(result=result)
+    return JsonResponse(result, status=status)
+
+
+def _duplicate(delivery_id: str) -> JsonResponse:
+    return JsonResponse({"status": "duplicate",
+                         "detail": f"delivery {delivery_id} was handled already"})
+
+
+def _pong(payload: dict[str, Any]) -> dict[str, Any]:
+    repository = _repository(payload)
+    projects = list(_projects(repository).values_list("name", flat=True))
+    result: dict[str, Any] = {"status": "pong", "projects": projects}
+    if not projects:
+        result["detail"] = (f"no project has github_repository {repository!r}: its pull "
+                            "requests will be refused until one has")
+    return result
+
+
+# pull_request events.
+
+def _on_pull_request(pull_request: PullRequest, trust: Trust,
+                     delivery: WebhookDelivery) -> tuple[int, dict[str, Any]]:
+    projects = list(_projects(pull_request.repository))
+    if not projects:
+        raise services.Refused(
+            f"no project has github_repository {pull_request.repository!r}", 404,
+            {"repository": pull_request.repository})
+    trusted = [p for p in projects if trust.covers(p)]
+    if not trusted:
+        raise services.Refused(
+            f"the delivery is not signed with the secret of {pull_request.repository}'s "
+            "project", 403, {"repository": pull_request.repository})
+    action = pull_request.action
+    if action == "closed":
+        act = _close
+    elif action not in DEPLOY_ACTIONS:
+        return 200, {"status": "ignored", "detail": f"pull_request {action} is not used"}
+    elif action != "reopened" and _closed_earlier(delivery):
+        # Delivered out of order: deploying now would leave an environment for a closed pull
+        # request running until it expires.
+        return 200, {"status": "ignored",
+                     "detail": f"pull request #{pull_request.number} was closed by an earlier "
+                               "delivery"}
+    else:
+        act = _deploy
+    results = [act(project, pull_request) for project in trusted]
+    busy = any("environment" in r for r in results)
+    return (202 if busy else 200), {"status": "accepted" if busy else "ignored",
+                                    "results": results}
+
+
+def _closed_earlier(delivery: WebhookDelivery) -> bool:
+    last = WebhookDelivery.objects.filter(
+        repository=delivery.repository, pull_request=delivery.pull_request,
+        action__in=("closed", "reopened"),
+    ).exclude(pk=delivery.pk).order_by("-id").first()
+    return last is not None and last.action == "closed"
+
+
+def _deploy(project: Project, pull_request: PullRequest) -> dict[str, Any]:
+    result: dict[str, Any] = {"project": project.name}
+    if pull_request.from_fork and not project.deploy_forks:
+        result["skipped"] = ("from a fork: its code would run with this project's database and "
+                             "settings (the project's deploy_forks allows it)")
+        return result
+    live = Environment.objects.active().filter(project=project, branch=pull_request.branch)
+    if pull_request.draft and not project.deploy_drafts and not live.exists():
+        result["skipped"] = "a draft (the project's deploy_drafts allows it)"
+        return result
+    environment = services.launch(
+        project, pull_request.branch, actor=None, interface=Interface.WEBHOOK,
+        commit=pull_request.sha, pull_request=pull_request.number, after_teardown=True,
+    )
+    result["environment"] = environment.pk
+    return result
+
+
+def _close(project: Project, pull_request: PullRequest) -> dict[str, Any]:
+    environment = Environment.objects.active().filter(
+        project=project, branch=pull_request.branch
+    ).first()
+    if environment is None:
+        return {"project": project.name, "skipped": "no environment to tear down"}
+    services.teardown(environment, actor=None, interface=Interface.WEBHOOK)
+    return {"project": project.name, "environment": environment.pk}
+
+
+# Reading payloads (valid JSON may still lack what GitHub always sends).
+
+def _projects(repository: str) -> QuerySet[Project]:
+    if not repository:  # iexact="" would match every project without a repository
+        return Project.objects.none()
+    return Project.objects.filter(github_repository__iexact=repository)
+
+
+def _repository(payload: dict[str, Any]) -> str:
+    return _text(payload, "repository", "full_name", required=False)
+
+
+def _pull_request(payload: dict[str, Any]) -> PullRequest:
+    number = _field(payload, "number")
+    if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+        raise services.Refused("the payload has no pull request number", 400)
+    repository = _text(payload, "repository", "full_name")
+    head_repository = _field(payload, "pull_request", "head", "repo", "full_name")
+    base_repository = _text(payload, "pull_request", "base", "repo", "full_name")
+    # A fork's branch is not in the project's repository (and may share a name with one that
+    # is): GitHub keeps every pull request's head at refs/pull/<n>/head of the base repository.
+    from_fork = (not isinstance(head_repository, str)
+                 or head_repository.lower() != base_repository.lower())
+    branch = f"pull/{number}/head" if from_fork else _text(payload, "pull_request", "head", "ref")
+    return PullRequest(
+        repository=repository, number=number, action=_text(payload, "action"), branch=branch,
+        sha=_text(payload, "pull_request", "head", "sha"),
+        draft=_field(payload, "pull_request", "draft") is True, from_fork=from_fork,
+    )
+
+
+def _field(payload: dict[str, Any], *path: str) -> Any:
+    value: Any = payload
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _text(payload: dict[str, Any], *path: str, required: bool = True) -> str:
+    value = _field(payload, *path)
+    if isinstance(value, str) and value:
+        return value
+    if required:
+        raise services.Refused(f"the payload has no {'.'.join(path)}", 400)
+    return ""

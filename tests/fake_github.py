@@ -1,0 +1,94 @@
+"""A local HTTP server speaking the GitHub REST endpoints the portal uses (commit statuses,
+issue comments), recording every call. It checks the token as GitHub does, and can be told to
+answer every call with an error."""
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+TOKEN = "test-github-token"
+STATUS = re.compile(r"/repos/(?P<repo>[^/]+/[^/]+)/statuses/(?P<sha>[0-9a-f]{40})")
+NEW_COMMENT = re.compile(r"/repos/(?P<repo>[^/]+/[^/]+)/issues/(?P<number>\d+)/comments")
+COMMENT = re.compile(r"/repos/(?P<repo>[^/]+/[^/]+)/issues/comments/(?P<id>\d+)")
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    body: dict[str, Any]
+
+
+@dataclass
+class FakeGitHub:
+    url: str = ""
+    calls: list[Call] = field(default_factory=list)
+    comments: dict[int, str] = field(default_factory=dict)
+    fail_with: int | None = None
+
+    def statuses(self) -> list[tuple[str, dict[str, Any]]]:
+        """(sha, body) of each status posted, in order."""
+        return [(STATUS.fullmatch(c.path)["sha"], c.body) for c in self.calls
+                if c.method == "POST" and STATUS.fullmatch(c.path)]
+
+    def comment_calls(self) -> list[Call]:
+        return [c for c in self.calls if NEW_COMMENT.fullmatch(c.path) or
+                COMMENT.fullmatch(c.path)]
+
+    def answer(self, method: str, path: str, token: str,
+               body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        self.calls.append(Call(method, path, body))
+        if self.fail_with:
+            return self.fail_with, {"message": "fake GitHub was told to fail"}
+        if token != f"Bearer {TOKEN}":
+            return 401, {"message": "Bad credentials"}
+        if method == "POST" and STATUS.fullmatch(path):
+            return 201, {"state": body["state"]}
+        if method == "POST" and NEW_COMMENT.fullmatch(path):
+            comment_id = 1000 + len(self.comments)
+            self.comments[comment_id] = body["body"]
+            return 201, {"id": comment_id, "body": body["body"]}
+        found = COMMENT.fullmatch(path)
+        if method == "PATCH" and found and int(found["id"]) in self.comments:
+            self.comments[int(found["id"])] = body["body"]
+            return 200, {"id": int(found["id"]), "body": body["body"]}
+        return 404, {"message": "Not Found"}
+
+
+@contextmanager
+def fake_github() -> Iterator[FakeGitHub]:
+    fake = FakeGitHub()
+
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length) or b"{}")
+            status, answer = fake.answer(self.command, self.path,
+                                         self.headers.get("Authorization", ""), body)
+            data = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_POST = do_PATCH = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
