@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from environments import git, roles, services
 from environments.backends import BackendError, get
+from environments.backends.storage.file import signature_valid
 from environments.models import (
     ACTIVE,
     Environment,
@@ -308,8 +309,13 @@ def smoke(request: HttpRequest, pk: int) -> HttpResponse:
 # Reports.
 
 @require_GET
-@requires(roles.VIEW)
 def report(request: HttpRequest, key: str) -> HttpResponse:
+    """Opened by whoever holds an unexpired signed link (from the environment page, the API or
+    Slack), with no portal session, like a presigned S3 link."""
+    if not signature_valid(key, request.GET.get("signature", "")):
+        return HttpResponse(
+            "This report link is invalid or has expired: open the report from the "
+            "environment's page for a fresh one.\n", status=403, content_type="text/plain")
     try:
         content = get("storage").read(key)
     except BackendError as exc:
@@ -318,4 +324,6 @@ def report(request: HttpRequest, key: str) -> HttpResponse:
     # A report holds output of the previewed branch: its scripts must not run as the portal.
     response["Content-Security-Policy"] = "sandbox"
     response["X-Content-Type-Options"] = "nosniff"
+    # The link is the credential: it must not leak to the sites a report links to.
+    response["Referrer-Policy"] = "no-referrer"
     return response
