@@ -11,7 +11,7 @@ from django.contrib.auth.models import Group, User
 
 from environments import demo, roles, services
 from environments.backends import get
-from environments.models import Project
+from environments.models import Environment, Interface, Project
 from tests import mariadb as mariadb_server
 from tests.mariadb import MariaDB
 
@@ -43,6 +43,13 @@ def inline_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def demo_project(db, demo_repo: Path) -> Project:
     return demo.register(demo_repo)
+
+
+def launch(project: Project, branch: str, user: User) -> Environment:
+    """Launch and, tasks being inline, return the environment as the run left it."""
+    environment = services.launch(project, branch, actor=user, interface=Interface.CLI)
+    environment.refresh_from_db()
+    return environment
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ DETAIL_CHARS = 300
 PLUGINS = ("pytest_metadata.plugin", "pytest_html.plugin")
 FAILING = ("failed", "error")
 PROBLEMS = {"failure": "failed", "error": "error", "skipped": "skipped"}  # JUnit tag -> outcome
+TESTS_RAN = (0, 1)  # pytest's exit codes: all passed, some failed; others say it could not run
 
 
 @dataclass(frozen=True)
@@ -79,13 +80,14 @@ class Suite:
                 command, cwd=self.directory, env=self._environ(marker), capture_output=True,
                 timeout=TIMEOUT_SECONDS, check=False, stdin=subprocess.DEVNULL,
             )
-            output = (done.stdout + done.stderr).decode(errors="replace")
+            output, ran = (done.stdout + done.stderr).decode(errors="replace"), done.returncode
         except subprocess.TimeoutExpired as exc:
-            output = f"the smoke suite did not finish within {TIMEOUT_SECONDS} s\n" + (
-                (exc.stdout or b"") + (exc.stderr or b"")).decode(errors="replace")
+            output = ((exc.stdout or b"") + (exc.stderr or b"")).decode(errors="replace") + (
+                f"\nthe smoke suite did not finish within {TIMEOUT_SECONDS} s")
+            ran = None
         except OSError as exc:
             raise BackendError(f"cannot start pytest for the smoke suite: {exc}") from exc
-        return self._redacted(_outcome(junit, report, output))
+        return self._redacted(_outcome(junit, report, output, ran in TESTS_RAN))
 
     def _environ(self, marker: str) -> dict[str, str]:
         env = self.environment
@@ -137,13 +139,15 @@ def _export_tests(environment: Environment, commit: str, path: str, directory: P
     git.export(mirror, commit, path, directory)
 
 
-def _outcome(junit: Path, report: Path, output: str) -> Outcome:
+def _outcome(junit: Path, report: Path, output: str, tests_ran: bool) -> Outcome:
     page = report.read_bytes() if report.exists() else _plain_report(output)
-    if not junit.exists():
-        # pytest itself did not get to run the tests (crashed, timed out, bad arguments).
-        detail = output.strip()[-DETAIL_CHARS:] or "pytest wrote no result"
-        return Outcome([{"name": "pytest", "outcome": "error", "detail": detail}], page)
-    return Outcome([_check(case) for case in ElementTree.parse(junit).iter("testcase")], page)
+    checks = [_check(case) for case in ElementTree.parse(junit).iter("testcase")] \
+        if junit.exists() else []
+    if not tests_ran:
+        # Crashed, timed out, bad arguments, no tests: the suite itself is what failed.
+        checks.append({"name": "pytest", "outcome": "error", "ok": False,
+                       "detail": _last_word(output)})
+    return Outcome(checks, page)
 
 
 def _check(case: ElementTree.Element) -> dict[str, Any]:
@@ -158,6 +162,13 @@ def _check(case: ElementTree.Element) -> dict[str, Any]:
         # The first line says what went wrong; pytest's own "assert False" follows it.
         "detail": detail.removeprefix("AssertionError: ").partition("\n")[0][:DETAIL_CHARS],
     }
+
+
+def _last_word(output: str) -> str:
+    """What pytest said last, its own ERROR line first."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    said = next((line for line in reversed(lines) if line.startswith("ERROR")), None)
+    return (said or (lines[-1] if lines else "pytest wrote no result"))[:DETAIL_CHARS]
 
 
 def _plain_report(output: str) -> bytes:
