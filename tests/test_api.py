@@ -68,7 +68,7 @@ def test_launch_reaches_ready_with_urls_database_runs_and_smoke_but_no_password(
     assert body["database"] == {"slot": "preview_01", "name": "preview_01.sqlite3", "host": ""}
     assert [(r["kind"], r["status"]) for r in body["runs"]] == [("deploy", "succeeded")]
     assert body["smoke"]["status"] == "passed"
-    assert (body["smoke"]["passed"], body["smoke"]["failed"]) == (2, 0)
+    assert (body["smoke"]["passed"], body["smoke"]["failed"]) == (7, 0)
     assert body["smoke"]["report_url"].startswith(settings.PORTAL_BASE_URL + "/reports/")
     assert body["owner"] == "dev"
     assert body["queue_position"] is None
