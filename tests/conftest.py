@@ -3,6 +3,7 @@ and tasks run inline (django-q2 sync mode) unless a test starts real workers."""
 
 import itertools
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -116,3 +117,27 @@ def mysql_pool(settings, mariadb: MariaDB) -> MariaDB:
     settings.PORTAL_POOL_MYSQL_URL = mariadb.admin_url
     settings.PORTAL_POOL_PREFIX = f"t{next(_prefixes)}_"
     return mariadb
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+]
+
+
+@pytest.fixture
+def browser():
+    """Headless Debian Chromium through Playwright."""
+    require_tool(bool(shutil.which(CHROMIUM)), f"{CHROMIUM} (Debian package chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    return browser.new_context(viewport={"width": 1280, "height": 900}).new_page()

@@ -58,8 +58,10 @@ class Outcome:
 class Suite:
     """The suite of one environment, laid out once in `directory` for all attempts of a step."""
 
-    def __init__(self, environment: Environment, directory: Path, tests: str) -> None:
+    def __init__(self, environment: Environment, commit: str, directory: Path,
+                 tests: str) -> None:
         self.environment = environment
+        self.commit = commit
         self.directory = directory
         self.tests = tests
         slot = environment.slot
@@ -105,7 +107,7 @@ class Suite:
             "PREVIEW_DB_NAME": self.database.name,
             "PREVIEW_PROJECT": env.project.name,
             "PREVIEW_BRANCH": env.branch,
-            "PREVIEW_COMMIT": env.commit,
+            "PREVIEW_COMMIT": self.commit,
             "PREVIEW_ENV_KEY": env.env_key,
         } | {url_variable(name): url for name, url in urls.items()}
 
@@ -121,6 +123,7 @@ class Suite:
 @contextmanager
 def prepared(environment: Environment, commit: str) -> Iterator[Suite]:
     """The built-in checks plus the project's own test files of `commit`, in a scratch folder."""
+    environment = Environment.objects.select_related("project").get(pk=environment.pk)
     tests = environment.project.smoke.get("tests", "")
     with tempfile.TemporaryDirectory(prefix="smoke-", dir=settings.VAR_DIR) as scratch:
         directory = Path(scratch)
@@ -128,7 +131,7 @@ def prepared(environment: Environment, commit: str) -> Iterator[Suite]:
                         ignore=shutil.ignore_patterns("__pycache__"))
         if tests:
             _export_tests(environment, commit, tests, directory)
-        yield Suite(environment, directory, tests)
+        yield Suite(environment, commit, directory, tests)
 
 
 def _export_tests(environment: Environment, commit: str, path: str, directory: Path) -> None:

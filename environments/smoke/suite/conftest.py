@@ -2,7 +2,8 @@
 
 Reports are served sandboxed (no script runs), and pytest-html draws its results table with a
 script; so this adds a table of every check by name, with its outcome and message, that reads
-without one."""
+without one, and hides pytest-html's script-only parts when scripts are off (from S3, which
+serves no sandbox header, they work)."""
 
 import html
 import os
@@ -12,6 +13,8 @@ import pytest
 OUTCOME_STYLE = {"passed": "#1a7f37", "failed": "#cf222e", "error": "#cf222e",
                  "skipped": "#9a6700"}
 RESULTS: dict[str, tuple[str, str]] = {}  # nodeid -> (outcome, message)
+CELL = "padding:2px 8px;color:#1f2328;vertical-align:top"
+SCRIPT_ONLY = "#environment-header, #environment, p.filter, .controls, #results-table"
 
 
 def pytest_html_report_title(report) -> None:
@@ -38,14 +41,14 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_html_results_summary(prefix: list[str], summary: list[str], postfix: list[str],
                                 session: pytest.Session) -> None:
     rows = "".join(
-        f'<tr><td style="padding:2px 8px"><code>{html.escape(nodeid)}</code></td>'
-        f'<td style="padding:2px 8px;font-weight:600;color:{OUTCOME_STYLE.get(outcome, "")}">'
-        f'{outcome}</td><td style="padding:2px 8px;white-space:pre-wrap">'
-        f"{html.escape(message)}</td></tr>"
+        f'<tr><td style="{CELL}"><code>{html.escape(nodeid)}</code></td>'
+        f'<td style="{CELL};font-weight:600;color:{OUTCOME_STYLE.get(outcome, "")}">'
+        f'{outcome}</td><td style="{CELL};white-space:pre-wrap">{html.escape(message)}</td></tr>'
         for nodeid, (outcome, message) in RESULTS.items()
     )
     prefix.append(
+        f"<noscript><style>{SCRIPT_ONLY} {{ display: none }}</style></noscript>"
         '<h2>Checks</h2><table id="checks" style="border-collapse:collapse;margin-bottom:1em">'
-        "<thead><tr><th>check</th><th>outcome</th><th>message</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table>"
+        f'<thead><tr><th style="{CELL}">check</th><th style="{CELL}">outcome</th>'
+        f'<th style="{CELL}">message</th></tr></thead><tbody>{rows}</tbody></table>'
     )
