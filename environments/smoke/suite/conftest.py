@@ -13,7 +13,7 @@ import pytest
 OUTCOME_STYLE = {"passed": "#1a7f37", "failed": "#cf222e", "error": "#cf222e",
                  "skipped": "#9a6700"}
 RESULTS: dict[str, tuple[str, str]] = {}  # nodeid -> (outcome, message)
-CELL = "padding:2px 8px;color:#1f2328;vertical-align:top"
+CELL = "padding:2px 8px;color:#1f2328;vertical-align:top;text-align:left"
 SCRIPT_ONLY = "#environment-header, #environment, p.filter, .controls, #results-table"
 
 
@@ -46,9 +46,12 @@ def pytest_html_results_summary(prefix: list[str], summary: list[str], postfix: 
         f'{outcome}</td><td style="{CELL};white-space:pre-wrap">{html.escape(message)}</td></tr>'
         for nodeid, (outcome, message) in RESULTS.items()
     )
+    outcomes = [outcome for outcome, _ in RESULTS.values()]
+    counts = ", ".join(f"{outcomes.count(o)} {o}" for o in OUTCOME_STYLE)
     prefix.append(
         f"<noscript><style>{SCRIPT_ONLY} {{ display: none }}</style></noscript>"
         '<h2>Checks</h2><table id="checks" style="border-collapse:collapse;margin-bottom:1em">'
         f'<thead><tr><th style="{CELL}">check</th><th style="{CELL}">outcome</th>'
         f'<th style="{CELL}">message</th></tr></thead><tbody>{rows}</tbody></table>'
+        f'<p id="check-counts"><b>{counts}</b></p>'
     )
