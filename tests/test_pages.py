@@ -243,7 +243,7 @@ def test_launching_a_branch_deploys_it_and_its_page_shows_the_run(demo_project, 
     assert DbSlot.objects.get().name in page
     assert '<td class="ok">7</td>' in page  # smoke checks passed
     report_key = environment.runs.get().smoke_attempts.get().report_key
-    assert get("storage").url(report_key) in page
+    assert get("storage").url(report_key).split("?")[0] + "?signature=" in page
     assert "ready when: /healthz answers 2xx" in page  # the rendered manifests
     assert re.search(r"<td>dev</td>\s*<td>web</td>\s*<td>launch</td>", page)
 
