@@ -162,6 +162,7 @@ class SmokeOut(Schema):
     status: Literal["passed", "failed"]
     passed: int
     failed: int
+    errors: int = Field(description="Tests that could not run (their setup broke, or pytest's).")
     report_url: str | None
 
 
@@ -265,6 +266,7 @@ def smoke_json(runs: list[Run]) -> dict[str, Any] | None:
         "status": "passed" if attempt.ok else "failed",
         "passed": attempt.passed,
         "failed": attempt.failed,
+        "errors": attempt.errors,
         "report_url": get("storage").url(attempt.report_key) if attempt.report_key else None,
     }
 

@@ -17,6 +17,20 @@ BRANCHES: dict[str, dict[str, str]] = {
     "feature/checkout": {"banner.txt": "Demo shop — new checkout\n"},
     UNICODE_BRANCH: {"banner.txt": "Demo shop — ünïcode ✨ edition\n"},
     "broken/crash-on-start": {"crash-on-start": "components of this branch exit at start\n"},
+    "broken/login": {"login-broken": "login refuses the right password on this branch\n"},
+    "slow/warm-up": {"warm-up-seconds": "4\n"},
+}
+# What the portal checks after each deploy (environments/smoke/config.py).
+SMOKE = {
+    "login": [{"component": "api", "path": "/login", "status": 200, "contains": "token",
+               "json": {"username": "demo", "password": "demo-password"}}],
+    "database": [{"component": "api", "path": "/items", "json": {"name": "{marker}"},
+                  "status": 201, "table": "items", "column": "name"}],
+    "integrations": [{"name": "file queue", "component": "api", "path": "/integrations/queue",
+                      "json": {"message": "{marker}"}, "contains": "{marker}"}],
+    "components": [{"name": "web to api", "component": "web", "path": "/upstream",
+                    "contains": '"role": "api"'}],
+    "tests": "smoke",
 }
 IDENTITY = ("-c", "user.name=Preview Portal", "-c", "user.email=portal@example.invalid")
 
@@ -45,7 +59,7 @@ def register(repository: Path, name: str = "demo") -> Project:
         name=name,
         defaults={
             "repository": str(repository), "github_repository": "preview-portal/demo",
-            "seed_sql": "seed.sql",
+            "seed_sql": "seed.sql", "smoke": SMOKE,
         },
     )
     command = f"{shlex.quote(sys.executable)} app.py"

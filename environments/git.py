@@ -91,3 +91,14 @@ def show(mirror: Path, commit: str, path: str) -> str:
 
 def mirror_path(project: str) -> Path:
     return Path(settings.VAR_DIR) / "git" / f"{project}.git"
+
+
+def export(mirror: Path, commit: str, path: str, directory: Path) -> None:
+    """Write the (text) files under `path` at `commit` below `directory`."""
+    listing = run("--git-dir", str(mirror), "ls-tree", "-r", "-z", "--name-only", commit, "--",
+                  path)
+    names = [name for name in listing.split("\0") if name]
+    for name in names:
+        target = directory / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(show(mirror, commit, name))

@@ -11,6 +11,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from environments.smoke.config import validate_smoke_config
+
 dns_label = RegexValidator(
     r"^[a-z0-9]([a-z0-9-]{0,28}[a-z0-9])?$",
     "Use 1-30 lower-case letters, digits and inner hyphens (it becomes part of a DNS name).",
@@ -47,6 +49,12 @@ class Project(models.Model):
         default=False,
         help_text="Pull requests from forks get an environment: their code then runs with this "
         "project's database and settings.",
+    )
+    smoke = models.JSONField(
+        default=dict, blank=True, validators=[validate_smoke_config],
+        help_text="Smoke checks after each deploy: lists of requests under login, database, "
+        "integrations, components; tests: a path of pytest files in the repository "
+        "(README, 'Smoke checks').",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -301,6 +309,7 @@ class SmokeAttempt(models.Model):
     number = models.PositiveIntegerField()
     passed = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0, help_text="Tests that could not run.")
     failures = models.JSONField(default=list, blank=True)
     checks = models.JSONField(default=list, blank=True)
     report_key = models.CharField(max_length=300, blank=True)
@@ -317,7 +326,7 @@ class SmokeAttempt(models.Model):
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0
+        return self.failed == 0 and self.errors == 0
 
 
 class SlotState(models.TextChoices):

@@ -4,17 +4,17 @@ run twice (a redelivered task, a resumed run) ends where one run would have."""
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
 from django.conf import settings
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from environments import git, github_status, naming, probes, services
+from environments import git, github_status, naming, services
 from environments.backends import BackendError, get
 from environments.backends.notify import Notice
 from environments.backends.runtime import ComponentSpec, Target
@@ -30,8 +30,11 @@ from environments.models import (
     SmokeAttempt,
     StepStatus,
 )
+from environments.smoke import runner
 
 logger = logging.getLogger("preview_portal.pipeline")
+MAX_BACKOFF_SECONDS = 60
+DETAIL_CHARS = 150  # of each failing check's message in the status detail
 
 
 class PoolFull(Exception):
@@ -57,9 +60,13 @@ class Context:
                     extra={"environment": self.environment.pk, "run": self.run.pk,
                            "step": self.step.name})
 
+    @property
+    def commit(self) -> str:
+        return self.run.commit or self.environment.commit
+
     @cached_property
     def target(self) -> Target:
-        return target_for(self.environment, self.run.commit or self.environment.commit)
+        return target_for(self.environment, self.commit)
 
 
 def target_for(environment: Environment, commit: str) -> Target:
@@ -158,55 +165,67 @@ def dns(ctx: Context) -> None:
 
 
 def smoke(ctx: Context) -> None:
+    """Up to PORTAL_SMOKE_ATTEMPTS attempts with backoff while the environment warms up; each is
+    recorded with its report as it ends. A resumed step goes on from the last recorded one."""
     attempts = settings.PORTAL_SMOKE_ATTEMPTS
-    done = ctx.run.smoke_attempts.count()
-    if done and ctx.run.smoke_attempts.order_by("-number").first().ok:
-        ctx.log("smoke checks already passed")
+    last = ctx.run.smoke_attempts.order_by("-number").first()
+    if last and (last.ok or last.number >= attempts):
+        ctx.log(f"smoke checks already ran ({last.number} attempts)")
         return
-    for number in range(done + 1, attempts + 1):
-        checks = run_checks(ctx.environment)
-        failures = [c["name"] for c in checks if not c["ok"]]
-        SmokeAttempt.objects.create(
-            run=ctx.run, number=number, passed=len(checks) - len(failures),
-            failed=len(failures), failures=failures, checks=checks,
-        )
-        ctx.log(f"attempt {number}/{attempts}: {len(checks) - len(failures)} passed, "
-                f"{len(failures)} failed" + (f" ({', '.join(failures)})" if failures else ""))
-        if not failures:
-            return
-        if number < attempts:
-            time.sleep(min(2 ** (number - 1), 10))
+    with runner.prepared(ctx.environment, ctx.commit) as suite:
+        for number in range(last.number + 1 if last else 1, attempts + 1):
+            if number > 1:
+                _back_off(ctx, number)
+            if _attempt(ctx, suite, number).ok:
+                return
 
 
-def run_checks(environment: Environment) -> list[dict[str, object]]:
-    checks: list[dict[str, object]] = []
-    for component in environment.project.components.all():
-        base = environment.urls.get(component.name)
-        for path in component.health_paths if base else ():
-            answer = probes.get(base.rstrip("/") + path, timeout=5)
-            checks.append({"name": f"health: {component.name} {path}", "ok": answer.ok,
-                           "detail": answer.summary})
-    return checks
+def _back_off(ctx: Context, number: int) -> None:
+    delay = min(settings.PORTAL_SMOKE_BACKOFF * 2 ** (number - 2), MAX_BACKOFF_SECONDS)
+    ctx.log(f"waiting {delay:g} s before attempt {number}")
+    time.sleep(delay)
+    if not services.keep_claim(ctx.run, ctx.run.claimed_by):
+        raise LostClaim(f"run {ctx.run.pk} was taken over by another worker")
+
+
+def report_key(environment: Environment, run: Run, number: int) -> str:
+    return f"{environment.env_key}/run-{run.pk}/attempt-{number}.html"
+
+
+def _attempt(ctx: Context, suite: runner.Suite, number: int) -> runner.Outcome:
+    outcome = suite.run(number, marker=f"smoke-{ctx.run.pk}-{number}-{secrets.token_hex(4)}")
+    key = report_key(ctx.environment, ctx.run, number)
+    get("storage").save(key, outcome.report, "text/html")
+    SmokeAttempt.objects.update_or_create(
+        run=ctx.run, number=number,
+        defaults={
+            "passed": outcome.count("passed"), "failed": outcome.count("failed"),
+            "errors": outcome.count("error"), "failures": outcome.failures,
+            "checks": outcome.checks, "report_key": key,
+        },
+    )
+    failing = f" ({', '.join(outcome.failures)})" if outcome.failures else ""
+    ctx.log(f"attempt {number}/{settings.PORTAL_SMOKE_ATTEMPTS}: {outcome.count('passed')} "
+            f"passed, {outcome.count('failed')} failed, {outcome.count('error')} errors{failing}")
+    return outcome
 
 
 def report(ctx: Context) -> None:
-    storage = get("storage")
-    for attempt in ctx.run.smoke_attempts.all():
-        key = f"{ctx.environment.env_key}/run-{ctx.run.pk}/attempt-{attempt.number}.html"
-        html = render_to_string(
-            "environments/smoke_report.html",
-            {"environment": ctx.environment, "run": ctx.run, "attempt": attempt},
-        )
-        storage.save(key, html.encode(), "text/html")
-        SmokeAttempt.objects.filter(pk=attempt.pk).update(report_key=key)
+    """The last attempt decides: ready, or degraded saying which checks fail and why (the
+    environment stays up)."""
     last = ctx.run.smoke_attempts.order_by("-number").first()
+    if last and last.report_key:
+        ctx.log(f"report of attempt {last.number}: {get('storage').url(last.report_key)}")
     if last is None or last.ok:
         services.set_status(ctx.environment, EnvironmentStatus.READY, ready_at=timezone.now())
         ctx.log("environment is ready")
-    else:
-        detail = "smoke checks failing: " + ", ".join(last.failures)
-        services.set_status(ctx.environment, EnvironmentStatus.DEGRADED, detail)
-        ctx.log(f"environment is degraded ({detail})")
+        return
+    detail = f"smoke checks failing after {last.number} attempts: " + "; ".join(
+        f"{check['name']} ({check['detail'][:DETAIL_CHARS]})" if check["detail"] else check["name"]
+        for check in last.checks if not check["ok"]
+    )
+    services.set_status(ctx.environment, EnvironmentStatus.DEGRADED, detail)
+    ctx.log(f"environment is degraded ({detail})")
 
 
 def expiry_notice(environment: Environment) -> Notice:
@@ -219,22 +238,34 @@ def expiry_notice(environment: Environment) -> Notice:
 
 
 def notify(ctx: Context) -> None:
-    environment = Environment.objects.select_related("project").get(pk=ctx.environment.pk)
+    _send_notice(ctx, finished=True)
+
+
+def notice_for(run: Run, finished: bool) -> Notice:
+    environment = Environment.objects.select_related("project").get(pk=run.environment_id)
     slot = environment.slot
-    last = ctx.run.smoke_attempts.order_by("-number").first()
-    notice = Notice(
+    database = get("pool").connection(slot.name).public() if slot else {}
+    last = run.smoke_attempts.order_by("-number").first()
+    return Notice(
         project=environment.project.name, branch=environment.branch, status=environment.status,
-        kind=ctx.run.kind, portal_url=portal_url(environment), urls=environment.urls,
-        database=slot.name if slot else "", detail=environment.status_detail,
+        kind=run.kind, finished=finished, portal_url=portal_url(environment),
+        urls=environment.urls, detail=environment.status_detail,
+        database=" on ".join(filter(None, (database.get("name"), database.get("host")))),
         report_url=get("storage").url(last.report_key) if last and last.report_key else "",
     )
+
+
+def _send_notice(ctx: Context, finished: bool) -> None:
+    """Post the run's message, or update it in place; never fails the run."""
     try:
-        ref = get("notify").send(notice, ctx.run.notify_ref)
+        ref = get("notify").send(notice_for(ctx.run, finished), ctx.run.notify_ref)
     except BackendError as exc:
         ctx.log(f"notification not sent ({exc}); the run goes on")
         return
-    Run.objects.filter(pk=ctx.run.pk).update(notify_ref=ref)
-    ctx.log("notified")
+    if ref != ctx.run.notify_ref:
+        Run.objects.filter(pk=ctx.run.pk).update(notify_ref=ref)
+        ctx.run.notify_ref = ref
+    ctx.log("notified" if finished else f"announced the {ctx.run.kind}")
 
 
 def delete_workload(ctx: Context) -> None:
@@ -292,6 +323,8 @@ def _log_on_run(run: Run, text: str) -> None:
 
 
 def _execute_steps(run: Run, worker: str) -> None:
+    """The run's message is posted as its first unfinished step starts."""
+    announced = bool(run.notify_ref)
     for step in run.steps.order_by("position"):
         if step.status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED):
             continue
@@ -300,6 +333,9 @@ def _execute_steps(run: Run, worker: str) -> None:
             return
         if not services.keep_claim(run, worker):
             raise LostClaim(f"run {run.pk} was taken over by another worker")
+        if not announced:
+            _send_notice(Context(run=run, step=step), finished=False)
+            announced = True
         if not _run_step(run, step):
             return
     services.finish_run(run, RunStatus.SUCCEEDED)
@@ -318,6 +354,8 @@ def _run_step(run: Run, step: RunStep) -> bool:
         ctx.log(f"no DB slot is free: queued (position {position})")
         services.park_run(run)
         return False
+    except LostClaim:
+        raise  # the run is another worker's now: nothing of it is ours to mark
     except Exception as exc:
         _fail(ctx, exc)
         return False
@@ -345,4 +383,5 @@ def _fail(ctx: Context, exc: Exception) -> None:
         )
     else:
         services.set_status(ctx.environment, EnvironmentStatus.FAILED, message)
+    _send_notice(ctx, finished=True)
     services.finish_run(ctx.run, RunStatus.FAILED, message)

@@ -24,6 +24,7 @@ from environments import git, roles, services
 from environments import metrics as portal_metrics
 from environments.api import MAX_POOL_SIZE
 from environments.backends import BackendError, get
+from environments.backends.storage.file import signature_valid
 from environments.models import (
     ACTIVE,
     DbSlot,
@@ -420,8 +421,13 @@ def _requested_size(request: HttpRequest) -> int:
 # Reports.
 
 @require_GET
-@requires(roles.VIEW)
 def report(request: HttpRequest, key: str) -> HttpResponse:
+    """Opened by whoever holds an unexpired signed link (from the environment page, the API or
+    Slack), with no portal session, like a presigned S3 link."""
+    if not signature_valid(key, request.GET.get("signature", "")):
+        return HttpResponse(
+            "This report link is invalid or has expired: open the report from the "
+            "environment's page for a fresh one.\n", status=403, content_type="text/plain")
     try:
         content = get("storage").read(key)
     except BackendError as exc:
@@ -430,4 +436,6 @@ def report(request: HttpRequest, key: str) -> HttpResponse:
     # A report holds output of the previewed branch: its scripts must not run as the portal.
     response["Content-Security-Policy"] = "sandbox"
     response["X-Content-Type-Options"] = "nosniff"
+    # The link is the credential: it must not leak to the sites a report links to.
+    response["Referrer-Policy"] = "no-referrer"
     return response

@@ -177,6 +177,11 @@ PORTAL_REPORTS = env.choice("PORTAL_REPORTS", ("file", "s3"), "file")
 PORTAL_S3_BUCKET = env.text("PORTAL_S3_BUCKET")
 if PORTAL_REPORTS == "s3":
     env.require("PORTAL_S3_BUCKET", PORTAL_S3_BUCKET, "when PORTAL_REPORTS=s3")
+AWS_ENDPOINT_URL = env.text("AWS_ENDPOINT_URL")
+AWS_REGION = env.text("AWS_REGION")
+# Hours a report link (presigned for S3, signed for files) stays valid; SigV4 allows 7 days.
+PORTAL_REPORT_LINK_HOURS = env.number("PORTAL_REPORT_LINK_HOURS", 168, minimum=0.01)
+env.refuse_unless(PORTAL_REPORT_LINK_HOURS <= 168, "PORTAL_REPORT_LINK_HOURS is at most 168")
 
 PORTAL_NOTIFY = env.choice("PORTAL_NOTIFY", ("log", "slack"), "log")
 SLACK_BOT_TOKEN = env.text("SLACK_BOT_TOKEN")
@@ -194,6 +199,8 @@ PORTAL_GITHUB_API_URL = env.text("PORTAL_GITHUB_API_URL", "https://api.github.co
 # after that another worker may take the run over and resume it.
 PORTAL_CLAIM_SECONDS = env.number("PORTAL_CLAIM_SECONDS", 120, minimum=0.1)
 PORTAL_SMOKE_ATTEMPTS = env.integer("PORTAL_SMOKE_ATTEMPTS", 3, minimum=1)
+# Seconds before the second smoke attempt, doubling for each further one (at most a minute).
+PORTAL_SMOKE_BACKOFF = env.number("PORTAL_SMOKE_BACKOFF", 5, minimum=0)
 PORTAL_ENV_TTL_HOURS = env.number("PORTAL_ENV_TTL_HOURS", 72, minimum=0.001)
 # "Extend" never pushes expiry further than this from now; admins can pin instead.
 PORTAL_ENV_MAX_TTL_HOURS = env.number("PORTAL_ENV_MAX_TTL_HOURS", 24 * 14, minimum=0.001)

@@ -3,6 +3,7 @@ and tasks run inline (django-q2 sync mode) unless a test starts real workers."""
 
 import itertools
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from django.contrib.auth.models import Group, User
 
 from environments import demo, roles, services, tasks
 from environments.backends import get
-from environments.models import Project
+from environments.models import Environment, Interface, Project
 from tests import mariadb as mariadb_server
 from tests.mariadb import MariaDB
 
@@ -43,6 +44,13 @@ def inline_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def demo_project(db, demo_repo: Path) -> Project:
     return demo.register(demo_repo)
+
+
+def launch(project: Project, branch: str, user: User) -> Environment:
+    """Launch and, tasks being inline, return the environment as the run left it."""
+    environment = services.launch(project, branch, actor=user, interface=Interface.CLI)
+    environment.refresh_from_db()
+    return environment
 
 
 @pytest.fixture
@@ -123,3 +131,27 @@ def deferred_runs(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
             tasks.execute_run(queued.pop(0))
 
     return drain
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+]
+
+
+@pytest.fixture
+def browser():
+    """Headless Debian Chromium through Playwright."""
+    require_tool(bool(shutil.which(CHROMIUM)), f"{CHROMIUM} (Debian package chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    return browser.new_context(viewport={"width": 1280, "height": 900}).new_page()

@@ -32,6 +32,30 @@ class Portal:
         return done.stdout
 
 
+def log_in(page, portal: Portal) -> None:
+    """As admin, through the login page (page: a Playwright page)."""
+    from playwright.sync_api import expect
+
+    page.goto(portal.url + "/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", portal.password)
+    page.click("button[type=submit], input[type=submit]")
+    expect(page).to_have_url(re.compile(r"/$"))
+
+
+def launch_from_form(page, portal: Portal, branch: str) -> None:
+    """Launch a demo branch through the launch form and land on the environment's page."""
+    from playwright.sync_api import expect
+
+    page.goto(portal.url + "/launch?project=demo")
+    # demo is preselected; choosing it again would reload the branch list under our choice.
+    expect(page.locator(f'#branch option[value="{branch}"]')).to_have_count(1)
+    page.select_option("#branch", branch)
+    expect(page.locator("#branch")).to_have_value(branch)
+    page.get_by_role("button", name=re.compile("Launch")).click()
+    expect(page).to_have_url(re.compile(r"/environments/\d+$"))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -34,8 +34,20 @@ IMPLEMENTATIONS: dict[str, tuple[str, dict[str, str]]] = {
             "route53": "environments.backends.dns.route53.Route53Dns",
         },
     ),
-    "storage": ("PORTAL_REPORTS", {"file": "environments.backends.storage.file.FileReports"}),
-    "notify": ("PORTAL_NOTIFY", {"log": "environments.backends.notify.log.LogNotifier"}),
+    "storage": (
+        "PORTAL_REPORTS",
+        {
+            "file": "environments.backends.storage.file.FileReports",
+            "s3": "environments.backends.storage.s3.S3Reports",
+        },
+    ),
+    "notify": (
+        "PORTAL_NOTIFY",
+        {
+            "log": "environments.backends.notify.log.LogNotifier",
+            "slack": "environments.backends.notify.slack.SlackNotifier",
+        },
+    ),
 }
 
 

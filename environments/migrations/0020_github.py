@@ -5,7 +5,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('environments', '0004_schedules'),
+        ('environments', '0010_smoke_config_and_errors'),
     ]
 
     operations = [

@@ -1,7 +1,9 @@
-"""Demo product for Preview Portal: a tiny shop with a health check, a login and a database.
+"""Demo product for Preview Portal: a tiny shop with a health check, a login, a database, a
+queue and a call from one component to another.
 
 Runs on the standard library (plus PyMySQL when DATABASE_URL is a MySQL DSN). Reads:
-PORT, ROLE (web or api), DATABASE_URL, PREVIEW_BRANCH, PREVIEW_COMMIT.
+PORT, ROLE (web or api), DATABASE_URL, PREVIEW_BRANCH, PREVIEW_COMMIT, PREVIEW_URL_API (where
+the api component is), QUEUE_DIR (the queue's folder; default ./queue).
 """
 
 import html
@@ -9,6 +11,10 @@ import json
 import os
 import sqlite3
 import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlparse
@@ -16,11 +22,45 @@ from urllib.parse import urlparse
 HERE = Path(__file__).resolve().parent
 ROLE = os.environ.get("ROLE", "web")
 USERS = {"demo": "demo-password"}
+STARTED = time.monotonic()
+
+
+def flag(name: str) -> str:
+    """A file a branch adds to change how the app behaves (see environments/demo.py)."""
+    path = HERE / name
+    return path.read_text().strip() if path.exists() else ""
+
+
+def warming_up() -> bool:
+    return time.monotonic() - STARTED < float(flag("warm-up-seconds") or 0)
 
 
 def banner() -> str:
-    path = HERE / "banner.txt"
-    return path.read_text().strip() if path.exists() else "Demo shop"
+    return flag("banner.txt") or "Demo shop"
+
+
+def queue_round_trip(message: str) -> str:
+    """Send `message` through the file queue (one file a message) and receive it back."""
+    folder = Path(os.environ.get("QUEUE_DIR") or HERE / "queue")
+    folder.mkdir(parents=True, exist_ok=True)
+    sent = folder / f"{time.time_ns()}-{uuid.uuid4().hex}.msg"
+    staged = sent.with_suffix(".tmp")
+    staged.write_text(message)
+    staged.replace(sent)  # a receiver never sees half a message
+    received = sent.read_text()
+    sent.unlink()
+    return received
+
+
+def upstream_health() -> tuple[int, object]:
+    base = os.environ.get("PREVIEW_URL_API")
+    if not base:
+        return 502, {"error": "PREVIEW_URL_API is not set: where is the api?"}
+    try:
+        with urllib.request.urlopen(base.rstrip("/") + "/healthz", timeout=5) as response:
+            return 200, {"role": ROLE, "upstream": json.loads(response.read())}
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return 502, {"error": f"api at {base} did not answer: {exc}"}
 
 
 def connect():
@@ -68,8 +108,16 @@ class Handler(BaseHTTPRequestHandler):
             return {}
         return value if isinstance(value, dict) else {}
 
+    def _warming_up(self, path: str) -> bool:
+        if path != "/healthz" and warming_up():
+            self._json(503, {"error": "warming up"})
+            return True
+        return False
+
     def do_GET(self) -> None:
         path = urlparse(self.path).path
+        if self._warming_up(path):
+            return
         if path == "/healthz":
             db = connect()
             db.close()
@@ -83,6 +131,8 @@ class Handler(BaseHTTPRequestHandler):
             finally:
                 db.close()
             self._json(200, rows)
+        elif path == "/upstream":
+            self._json(*upstream_health())
         elif path == "/":
             branch = html.escape(os.environ.get("PREVIEW_BRANCH", "?"))
             commit = html.escape(os.environ.get("PREVIEW_COMMIT", "?")[:12])
@@ -97,9 +147,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = urlparse(self.path).path
+        if self._warming_up(path):
+            return
         body = self._body()
         if path == "/login":
-            if USERS.get(str(body.get("username"))) == body.get("password"):
+            if USERS.get(str(body.get("username"))) == body.get("password") \
+                    and not flag("login-broken"):
                 self._json(200, {"user": body["username"], "token": "demo-token"})
             else:
                 self._json(401, {"error": "wrong username or password"})
@@ -118,6 +171,9 @@ class Handler(BaseHTTPRequestHandler):
             finally:
                 db.close()
             self._json(201, {"id": item_id, "name": name})
+        elif path == "/integrations/queue":
+            message = str(body.get("message", ""))
+            self._json(200, {"sent": message, "received": queue_round_trip(message)})
         else:
             self._json(404, {"error": "not found"})
 
@@ -126,7 +182,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main() -> None:
-    if (HERE / "crash-on-start").exists():
+    if flag("crash-on-start"):
         sys.exit(f"{ROLE}: refusing to start: crash-on-start is set on this branch")
     ensure_schema()
     port = int(os.environ.get("PORT", "8080"))

@@ -6,15 +6,23 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Notice:
+    """Where a run stands. `status` is the environment's; `finished` is False for the message
+    posted as the run starts, True once the run has ended (in any way)."""
+
     project: str
     branch: str
     status: str
     kind: str
     portal_url: str
+    finished: bool = True
     urls: dict[str, str] = field(default_factory=dict)
     database: str = ""
     report_url: str = ""
     detail: str = ""
+
+    @property
+    def headline(self) -> str:
+        return self.status.replace("_", " ") if self.finished else f"{self.kind} started"
 
 
 class Notifier(ABC):

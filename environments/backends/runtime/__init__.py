@@ -7,6 +7,11 @@ from dataclasses import dataclass, field
 Log = Callable[[str], None]
 
 
+def url_variable(component: str) -> str:
+    """The variable that tells each component (and the smoke suite) where `component` is."""
+    return "PREVIEW_URL_" + component.upper().replace("-", "_")
+
+
 @dataclass(frozen=True)
 class ComponentSpec:
     name: str

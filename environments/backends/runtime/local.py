@@ -11,7 +11,8 @@ import signal
 import socket
 import subprocess
 import time
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from django.conf import settings
 
 from environments import git, probes
 from environments.backends import BackendError
-from environments.backends.runtime import ComponentSpec, Log, Runtime, Target
+from environments.backends.runtime import ComponentSpec, Log, Runtime, Target, url_variable
 
 # Only these of the portal's own variables reach a preview process: never its secrets.
 PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
@@ -48,17 +49,26 @@ def is_alive(process: Process) -> bool:
     return stat is not None and stat[0] not in {"Z", "X"} and stat[1] == process.start_time
 
 
-def _free_port(preferred: int | None) -> int:
+@contextmanager
+def _reserved_port(preferred: int | None) -> Iterator[int]:
+    """A loopback port nobody else gets while the context is open (the caller starts the
+    process after closing it)."""
     for candidate in (preferred or 0, 0):
         with socket.socket() as sock:
-            # As servers do: a port in TIME_WAIT from the component's previous run is free.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if candidate:
+                # As servers do: a port in TIME_WAIT from the component's previous run is free.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", candidate))
             except OSError:
                 continue
-            return int(sock.getsockname()[1])
+            yield int(sock.getsockname()[1])
+            return
     raise BackendError("no free loopback port", retryable=True)
+
+
+def _url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/"
 
 
 class LocalRuntime(Runtime):
@@ -90,6 +100,7 @@ class LocalRuntime(Runtime):
     def render(self, target: Target) -> str:
         worktree = self._worktree(target.env_key)
         lines = [f"# local runtime: worktree of {target.commit[:12]} in {worktree}"]
+        peers = {url_variable(spec.name): "" for spec in target.components}
         for spec in target.components:
             health = ", ".join(spec.health_paths) or "(port accepts connections)"
             lines += [
@@ -97,7 +108,7 @@ class LocalRuntime(Runtime):
                 f"  command: {spec.start_command}",
                 f"  ready when: {health} answers 2xx",
                 f"  exposed: {'yes' if spec.exposed else 'no'}",
-                "  env: " + ", ".join(sorted({**target.env, **spec.env, "PORT": ""})),
+                "  env: " + ", ".join(sorted({**target.env, **spec.env, **peers, "PORT": ""})),
             ]
         return "\n".join(lines) + "\n"
 
@@ -116,9 +127,32 @@ class LocalRuntime(Runtime):
                 self._stop(key, name, log)
             up_to_date = set()
             self._checkout(target, log)
+        ports = self._ports(target, current, up_to_date)
+        if any(current[name] and current[name].port != port for name, port in ports.items()):
+            # A component moved: the running ones hold its old URL, so they restart too.
+            for name in up_to_date:
+                self._stop(key, name, log)
+            up_to_date = set()
+        peers = {url_variable(name): _url(port) for name, port in ports.items()}
         for spec in target.components:
             if spec.name not in up_to_date:
-                self._start(target, spec, current[spec.name], log)
+                self._start(target, spec, ports[spec.name], peers, log)
+
+    @staticmethod
+    def _ports(target: Target, current: dict[str, Process | None],
+               running: set[str]) -> dict[str, int]:
+        """Every component's port before any starts, so each can be told where the others are;
+        a component keeps its port when it can (links to it stay valid)."""
+        ports = {}
+        with ExitStack() as reserved:
+            for spec in target.components:
+                old = current[spec.name]
+                if old and spec.name in running:
+                    ports[spec.name] = old.port
+                else:
+                    ports[spec.name] = reserved.enter_context(
+                        _reserved_port(old.port if old else None))
+        return ports
 
     def wait_ready(self, target: Target, log: Log, timeout: float) -> dict[str, str]:
         deadline = time.monotonic() + timeout
@@ -129,7 +163,7 @@ class LocalRuntime(Runtime):
                 raise BackendError(f"{spec.name} was never started")
             self._wait_component(target.env_key, spec, proc, deadline, log)
             if spec.exposed:
-                urls[spec.name] = f"http://127.0.0.1:{proc.port}/"
+                urls[spec.name] = _url(proc.port)
         return urls
 
     def address(self, target: Target) -> str | None:
@@ -201,17 +235,18 @@ class LocalRuntime(Runtime):
             git.run("--git-dir", str(mirror), "worktree", "prune")
             log(f"removed worktree {worktree}")
 
-    def _start(self, target: Target, spec: ComponentSpec, old: Process | None, log: Log) -> None:
+    def _start(self, target: Target, spec: ComponentSpec, port: int, peers: dict[str, str],
+               log: Log) -> None:
         key = target.env_key
         if not spec.start_command:
             raise BackendError(f"component {spec.name} has no start command for the local runtime")
-        port = _free_port(old.port if old else None)
         log_path = self._log_path(key, spec.name)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         pidfile = self._dir(key) / f"{spec.name}.pid"
         pidfile.unlink(missing_ok=True)
         environ = {name: os.environ[name] for name in PASSED_THROUGH if name in os.environ}
         environ.update(target.env)
+        environ.update(peers)
         environ.update(spec.env)
         environ.update({"PORT": str(port), "PYTHONUNBUFFERED": "1"})
         # setsid -f: the process leads its own session (one group to stop at teardown) and is

@@ -13,4 +13,5 @@ class Reports(ABC):
 
     @abstractmethod
     def url(self, key: str) -> str:
-        """An absolute link to the report."""
+        """An absolute link that opens the report without a portal session and expires after
+        PORTAL_REPORT_LINK_HOURS, like a link pasted in Slack should."""

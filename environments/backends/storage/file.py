@@ -1,12 +1,18 @@
-"""Embedded report storage: Django file storage under PORTAL_VAR_DIR/reports."""
+"""Embedded report storage: files under PORTAL_VAR_DIR/reports, served by the portal's `report`
+view to whoever holds a link signed with the portal's secret key (django.core.signing)."""
 
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 from django.conf import settings
+from django.core import signing
 from django.urls import reverse
 
 from environments.backends import BackendError
 from environments.backends.storage import Reports
+
+SEP = ":"  # between the key, the time it was signed and the signature
 
 
 class FileReports(Reports):
@@ -33,4 +39,20 @@ class FileReports(Reports):
             raise BackendError(f"no report {key}") from exc
 
     def url(self, key: str) -> str:
-        return settings.PORTAL_BASE_URL + reverse("report", args=[key])
+        signature = _signer().sign(key).removeprefix(key + SEP)
+        query = urlencode({"signature": signature})
+        return f"{settings.PORTAL_BASE_URL}{reverse('report', args=[key])}?{query}"
+
+
+def _signer() -> signing.TimestampSigner:
+    return signing.TimestampSigner(salt="preview-portal.report-link", sep=SEP)
+
+
+def signature_valid(key: str, signature: str) -> bool:
+    """The link to `key` was signed by this portal less than PORTAL_REPORT_LINK_HOURS ago."""
+    try:
+        _signer().unsign(f"{key}{SEP}{signature}",
+                         max_age=timedelta(hours=settings.PORTAL_REPORT_LINK_HOURS))
+    except signing.BadSignature:  # SignatureExpired included
+        return False
+    return True
