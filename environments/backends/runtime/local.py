@@ -13,7 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from django.conf import settings
@@ -33,6 +33,8 @@ class Process:
     start_time: int
     port: int
     commit: str
+    # Every component's port as this process was told them (PREVIEW_URL_*).
+    plan: dict[str, int] = field(default_factory=dict)
 
 
 def _proc_stat(pid: int) -> tuple[str, int] | None:
@@ -128,21 +130,23 @@ class LocalRuntime(Runtime):
             up_to_date = set()
             self._checkout(target, log)
         ports = self._ports(target, current, up_to_date)
-        if any(current[name] and current[name].port != port for name, port in ports.items()):
-            # A component moved: the running ones hold its old URL, so they restart too.
-            for name in up_to_date:
-                self._stop(key, name, log)
-            up_to_date = set()
-        peers = {url_variable(name): _url(port) for name, port in ports.items()}
+        # A running component told other ports than these (one moved, or never started where
+        # planned) holds wrong URLs: it restarts too.
+        for name in [n for n in up_to_date if current[n].plan != ports]:
+            self._stop(key, name, log)
+            up_to_date.discard(name)
         for spec in target.components:
             if spec.name not in up_to_date:
-                self._start(target, spec, ports[spec.name], peers, log)
+                self._start(target, spec, ports, log)
 
     @staticmethod
     def _ports(target: Target, current: dict[str, Process | None],
                running: set[str]) -> dict[str, int]:
         """Every component's port before any starts, so each can be told where the others are;
         a component keeps its port when it can (links to it stay valid)."""
+        # Where the running components expect the others (a worker may have died between two
+        # starts): keeping that plan spares them a restart.
+        planned = next((current[name].plan for name in running if current[name].plan), {})
         ports = {}
         with ExitStack() as reserved:
             for spec in target.components:
@@ -150,8 +154,8 @@ class LocalRuntime(Runtime):
                 if old and spec.name in running:
                     ports[spec.name] = old.port
                 else:
-                    ports[spec.name] = reserved.enter_context(
-                        _reserved_port(old.port if old else None))
+                    preferred = old.port if old else planned.get(spec.name)
+                    ports[spec.name] = reserved.enter_context(_reserved_port(preferred))
         return ports
 
     def wait_ready(self, target: Target, log: Log, timeout: float) -> dict[str, str]:
@@ -235,9 +239,9 @@ class LocalRuntime(Runtime):
             git.run("--git-dir", str(mirror), "worktree", "prune")
             log(f"removed worktree {worktree}")
 
-    def _start(self, target: Target, spec: ComponentSpec, port: int, peers: dict[str, str],
+    def _start(self, target: Target, spec: ComponentSpec, ports: dict[str, int],
                log: Log) -> None:
-        key = target.env_key
+        key, port = target.env_key, ports[spec.name]
         if not spec.start_command:
             raise BackendError(f"component {spec.name} has no start command for the local runtime")
         log_path = self._log_path(key, spec.name)
@@ -246,7 +250,7 @@ class LocalRuntime(Runtime):
         pidfile.unlink(missing_ok=True)
         environ = {name: os.environ[name] for name in PASSED_THROUGH if name in os.environ}
         environ.update(target.env)
-        environ.update(peers)
+        environ.update({url_variable(name): _url(other) for name, other in ports.items()})
         environ.update(spec.env)
         environ.update({"PORT": str(port), "PYTHONUNBUFFERED": "1"})
         # setsid -f: the process leads its own session (one group to stop at teardown) and is
@@ -262,7 +266,8 @@ class LocalRuntime(Runtime):
         stat = _proc_stat(pid)
         if stat is None:
             raise BackendError(f"{spec.name} exited at once:\n{self.logs(key, spec.name, 20)}")
-        record = Process(pid=pid, start_time=stat[1], port=port, commit=target.commit)
+        record = Process(pid=pid, start_time=stat[1], port=port, commit=target.commit,
+                         plan=ports)
         self._record_path(key, spec.name).write_text(json.dumps(asdict(record)))
         log(f"started {spec.name} (pid {pid}) on port {port}: {spec.start_command}")
 
