@@ -28,6 +28,8 @@ class ProjectAdmin(admin.ModelAdmin):
     list_display = ("name", "repository", "github_repository", "ttl_hours")
     search_fields = ("name", "github_repository")
     inlines = [ComponentInline]
+    fields = ("name", "repository", "github_repository", "seed_sql", "ttl_hours",
+              "base_manifests")
 
 
 @admin.register(Environment)

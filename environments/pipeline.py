@@ -66,15 +66,19 @@ def target_for(environment: Environment, commit: str) -> Target:
     if slot is None:
         raise BackendError("the environment holds no DB slot")
     database = services.slot_connection(slot)
-    components = tuple(
-        ComponentSpec(
-            name=c.name, image=c.image, port=c.port, health_paths=tuple(c.health_paths),
-            start_command=c.start_command, exposed=c.exposed, env=dict(c.env_vars),
-            host=naming.host(environment.branch, c.name, settings.PORTAL_NAMING,
-                             settings.PORTAL_BASE_DOMAIN),
+    try:
+        components = tuple(
+            ComponentSpec(
+                name=c.name, image=naming.image(c.image, commit, environment.branch),
+                port=c.port, health_paths=tuple(c.health_paths),
+                start_command=c.start_command, exposed=c.exposed, env=dict(c.env_vars),
+                host=naming.host(environment.branch, c.name, settings.PORTAL_NAMING,
+                                 settings.PORTAL_BASE_DOMAIN),
+            )
+            for c in environment.project.components.all()
         )
-        for c in environment.project.components.all()
-    )
+    except ValueError as exc:  # a project's image template: fixing it is an admin's job
+        raise BackendError(str(exc)) from exc
     preview = {
         "PREVIEW_PROJECT": environment.project.name,
         "PREVIEW_BRANCH": environment.branch,
@@ -85,7 +89,8 @@ def target_for(environment: Environment, commit: str) -> Target:
     return Target(
         env_key=environment.env_key, project=environment.project.name,
         repository=environment.project.repository, branch=environment.branch, commit=commit,
-        components=components, env={**database.environ(), **preview},
+        components=components, env=preview, secret_env=database.environ(),
+        base_manifests=environment.project.base_manifests,
     )
 
 

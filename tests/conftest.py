@@ -29,7 +29,7 @@ def isolated_var(settings, tmp_path: Path) -> Iterator[Path]:
     settings.VAR_DIR.mkdir()
     yield settings.VAR_DIR
     runtime = get("runtime")
-    for key in runtime.environment_keys():
+    for key in runtime.inventory():
         runtime.delete(key, lambda _line: None)
 
 
