@@ -189,7 +189,7 @@ def run_checks(environment: Environment) -> list[dict[str, object]]:
         for path in component.health_paths if base else ():
             answer = probes.get(base.rstrip("/") + path, timeout=5)
             checks.append({"name": f"health: {component.name} {path}", "ok": answer.ok,
-                           "detail": answer.summary})
+                           "detail": answer.summary, "unreachable": not answer.reached})
     return checks
 
 
@@ -208,9 +208,19 @@ def report(ctx: Context) -> None:
         services.set_status(ctx.environment, EnvironmentStatus.READY, ready_at=timezone.now())
         ctx.log("environment is ready")
     else:
-        detail = "smoke checks failing: " + ", ".join(last.failures)
+        detail = _why(last)
         services.set_status(ctx.environment, EnvironmentStatus.DEGRADED, detail)
         ctx.log(f"environment is degraded ({detail})")
+
+
+def _why(attempt: SmokeAttempt) -> str:
+    unreachable = [c["name"] for c in attempt.checks if c.get("unreachable")]
+    if len(unreachable) < len(attempt.failures):
+        return "smoke checks failing: " + ", ".join(attempt.failures)
+    # The rollout step saw every component ready (on Kubernetes: its own readiness probes), so
+    # what fails is the way from the portal to the app: no load balancer, DNS or route yet.
+    return ("smoke checks could not reach the app (" + ", ".join(unreachable) + "): the "
+            "runtime reports every component ready, but no HTTP answer came back from its URLs")
 
 
 def notify(ctx: Context) -> None:

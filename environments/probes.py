@@ -11,6 +11,7 @@ class Answer:
     ok: bool
     summary: str
     body: bytes = b""
+    reached: bool = True  # False: no HTTP answer at all (name unknown, refused, timed out)
 
 
 def get(url: str, timeout: float = 2.0) -> Answer:
@@ -22,7 +23,7 @@ def get(url: str, timeout: float = 2.0) -> Answer:
         return Answer(False, f"HTTP {exc.code}", exc.read(64 * 1024))
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        return Answer(False, f"no answer ({reason})")
+        return Answer(False, f"no answer ({reason})", reached=False)
 
 
 def connect(host: str, port: int, timeout: float = 1.0) -> Answer:
