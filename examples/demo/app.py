@@ -1,7 +1,7 @@
 """Demo product for Preview Portal: a tiny shop with a health check, a login and a database.
 
 Runs on the standard library (plus PyMySQL when DATABASE_URL is a MySQL DSN). Reads:
-PORT, ROLE (web or api), DATABASE_URL, PREVIEW_BRANCH, PREVIEW_COMMIT.
+HOST, PORT, ROLE (web or api), DATABASE_URL, PREVIEW_BRANCH, PREVIEW_COMMIT.
 """
 
 import html
@@ -129,9 +129,10 @@ def main() -> None:
     if (HERE / "crash-on-start").exists():
         sys.exit(f"{ROLE}: refusing to start: crash-on-start is set on this branch")
     ensure_schema()
+    host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "8080"))
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    print(f"{ROLE} listening on 127.0.0.1:{port}", flush=True)
+    server = ThreadingHTTPServer((host, port), Handler)
+    print(f"{ROLE} listening on {host}:{port}", flush=True)
     server.serve_forever()
 
 
