@@ -141,6 +141,18 @@ def test_pod_logs_are_read_back_per_component(launched):
         "api": "1/1 pods ready", "web": "1/1 pods ready"}
 
 
+def test_the_api_stays_reachable_after_the_process_that_loaded_the_kubeconfig_exits(launched):
+    from kubernetes.config import kube_config
+
+    from environments.backends.runtime.kubernetes import KubernetesRuntime
+
+    runtime = KubernetesRuntime()  # loaded, not connected yet: as when a worker is forked
+    # What the exit of `manage.py qcluster`'s first process does to the workers it forked: the
+    # kubeconfig loader's temp copies of the inline certificates are deleted.
+    kube_config._cleanup_temp_files()
+    assert runtime.component_states(launched.env_key)["web"] == "1/1 pods ready"
+
+
 def test_address_is_the_ingress_load_balancer_hostname(launched, kubernetes_runtime, api):
     target = pipeline.target_for(launched, launched.commit)
     assert get("runtime").address(target) is None  # no load balancer controller here

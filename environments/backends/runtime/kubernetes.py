@@ -8,10 +8,13 @@ imported only here.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from functools import cached_property
+from pathlib import Path
 from typing import Any, TypeVar
 
 import urllib3
@@ -41,19 +44,45 @@ STARTING = {"ContainerCreating", "PodInitializing"}
 
 
 def _api_client() -> client.ApiClient:
+    configuration = client.Configuration()
     try:
         if settings.PORTAL_KUBECONFIG or settings.PORTAL_KUBE_CONTEXT:
-            return config.new_client_from_config(
+            config.load_kube_config(
                 config_file=settings.PORTAL_KUBECONFIG or None,
-                context=settings.PORTAL_KUBE_CONTEXT or None, persist_config=False,
+                context=settings.PORTAL_KUBE_CONTEXT or None,
+                client_configuration=configuration, persist_config=False,
             )
-        configuration = client.Configuration()
-        config.load_incluster_config(client_configuration=configuration)
-        return client.ApiClient(configuration)
+            _keep_credential_files(configuration)
+        else:
+            config.load_incluster_config(client_configuration=configuration)
     except (config.ConfigException, OSError) as exc:
         raise ImproperlyConfigured(
             f"PORTAL_KUBECONFIG / PORTAL_KUBE_CONTEXT (both empty: in-cluster): {exc}"
         ) from exc
+    return client.ApiClient(configuration)
+
+
+def _keep_credential_files(configuration: client.Configuration) -> None:
+    """Point the client at copies of its certificate files that stay.
+
+    The kubeconfig loader writes inline certificates (certificate-authority-data, ...) to temp
+    files that it deletes when the process exits, and `manage.py qcluster`'s first process
+    exits while the workers it forked go on using them: every API call would then fail.
+    """
+    directory = Path(settings.VAR_DIR) / "kube"
+    for attribute in ("ssl_ca_cert", "cert_file", "key_file"):
+        path = getattr(configuration, attribute)
+        if not path:
+            continue
+        content = Path(path).read_bytes()
+        kept = directory / hashlib.sha256(content).hexdigest()
+        if not kept.exists():
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            partial = kept.with_suffix(f".{os.getpid()}")
+            partial.write_bytes(content)
+            partial.chmod(0o600)  # a client key may be among them
+            partial.replace(kept)
+        setattr(configuration, attribute, str(kept))
 
 
 def _message(exc: ApiException) -> str:
@@ -117,13 +146,12 @@ class KubernetesRuntime(Runtime):
 
     def _get(self, kind: str, namespace: str | None, name: str) -> Manifest:
         """The object as a dict; empty when it does not exist."""
-        found = self._call(
+        return self._call(
             f"read {kind} {name}",
             lambda: self._resource(kind).get(name=name, namespace=namespace,
                                              _request_timeout=REQUEST_TIMEOUT).to_dict(),
             missing={},
         )
-        return found
 
     def _list(self, kind: str, namespace: str | None, selector: str = "",
               fields: str = "") -> list[Manifest]:
