@@ -215,7 +215,7 @@ spec:
 
 
 def test_invalid_base_manifest_is_refused_with_the_api_servers_message(
-        kubernetes_runtime, demo_project, pool_of, developer):
+        kubernetes_runtime, demo_project, pool_of, developer, api):
     demo_project.base_manifests = INVALID_PORT
     demo_project.save()
     pool_of(1)
@@ -225,6 +225,10 @@ def test_invalid_base_manifest_is_refused_with_the_api_servers_message(
     assert "refused as invalid by the API server" in environment.status_detail
     assert "containerPort: Invalid value: 99999" in environment.status_detail
     assert "(temporary" not in environment.status_detail  # retrying the same cannot help
+    # What was applied before the refusal is found by its labels and torn down.
+    assert "Secret db-" + environment.env_key[:12] in labelled(api, kubernetes_runtime)
+    services.teardown(environment, actor=developer, interface=Interface.CLI)
+    assert labelled(api, kubernetes_runtime) == []
 
 
 def test_base_manifest_of_an_unmanaged_kind_is_refused_before_anything_is_applied(

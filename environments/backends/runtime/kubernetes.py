@@ -37,7 +37,7 @@ DEPENDANTS = {"ReplicaSet": "apps/v1", "Pod": "v1"}
 REQUEST_TIMEOUT = (5, 30)  # connect, read: no call may hang a worker
 ATTEMPTS = 4  # at a 5xx, 429 or no answer; backoff 0.5, 1, 2 s between them
 BACKOFF = 0.5
-POLL = 0.25
+POLL = 0.5  # each poll lists the pods and Warning events of the namespace
 DELETE_TIMEOUT = 120.0
 # Waiting reasons that are only a container on its way up, not a problem.
 STARTING = {"ContainerCreating", "PodInitializing"}
