@@ -41,7 +41,7 @@ services:
 	fi
 
 # The Kubernetes control plane and kwok, built from the Go module proxy once per version and
-# cached under $(CACHE_DIR) (cold: about 10 minutes on 2 cores); the tests start the cluster.
+# cached under $(CACHE_DIR) (cold: 10-15 minutes on 2 cores); the tests start the cluster.
 k8s-cluster:
 	$(PYTHON) scripts/k8s-cluster build
 
