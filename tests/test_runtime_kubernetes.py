@@ -312,7 +312,9 @@ spec:
     (failing_base(cpu="64"), ["Unschedulable: 0/1 nodes are available: 1 Insufficient cpu"]),
     (failing_base("crash-loop"), ["CrashLoopBackOff", "event BackOff"]),
     (failing_base("unready"), ["readiness probe failing", "event Unhealthy: Readiness probe"]),
-], ids=["unschedulable", "crash-loop", "unready"])
+    (failing_base("image-pull"), ['ImagePullBackOff: Back-off pulling image "ghcr.io/',
+                                  "event Failed: Failed to pull image"]),
+], ids=["unschedulable", "crash-loop", "unready", "image-pull"])
 def test_failed_rollout_names_the_reason_from_pod_status_and_events(
         settings, kubernetes_runtime, demo_project, pool_of, developer, base, reasons):
     settings.PORTAL_READY_TIMEOUT = 4
