@@ -10,7 +10,7 @@ export UV_PYTHON_DOWNLOADS := never
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint venv services clean
+.PHONY: run test lint venv services k8s-cluster clean
 
 $(UV):
 	$(PYTHON) -m venv $(CACHE_DIR)/uv-$(UV_VERSION)
@@ -28,8 +28,10 @@ lint: venv
 	PORTAL_DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
 
 # What the tests run for real, from Debian's packages (root on CI; skipped when present):
-# Chromium for the browser test, MariaDB for the MySQL pool (each test run starts its own).
-DEBIAN_PACKAGES := /usr/bin/chromium:chromium /usr/sbin/mariadbd:mariadb-server
+# Chromium for the browser test, MariaDB for the MySQL pool (each test run starts its own),
+# etcd for the test Kubernetes cluster.
+DEBIAN_PACKAGES := /usr/bin/chromium:chromium /usr/sbin/mariadbd:mariadb-server \
+	/usr/bin/etcd:etcd-server
 services:
 	@missing=""; for entry in $(DEBIAN_PACKAGES); do \
 	  [ -x "$${entry%%:*}" ] || missing="$$missing $${entry#*:}"; done; \
@@ -38,7 +40,12 @@ services:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-test: venv services lint
+# The Kubernetes control plane and kwok, built from the Go module proxy once per version and
+# cached under $(CACHE_DIR) (cold: 10-15 minutes on 2 cores); the tests start the cluster.
+k8s-cluster:
+	$(PYTHON) scripts/k8s-cluster build
+
+test: venv services k8s-cluster lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -62,6 +62,8 @@ class ProjectAdmin(admin.ModelAdmin):
                     "ttl_hours")
     search_fields = ("name", "github_repository")
     inlines = [ComponentInline]
+    fields = ("name", "repository", "github_repository", "seed_sql", "ttl_hours",
+              "base_manifests")
 
     @admin.display(boolean=True)
     def own_webhook_secret(self, project: Project) -> bool:

@@ -56,6 +56,11 @@ class Project(models.Model):
         "integrations, components; tests: a path of pytest files in the repository "
         "(README, 'Smoke checks').",
     )
+    base_manifests = models.TextField(
+        blank=True,
+        help_text="Kubernetes runtime: the project's own manifests (YAML documents). Each "
+        "environment gets them with its name suffix, labels, namespace, image, env and hosts.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -68,7 +73,11 @@ class Project(models.Model):
 class Component(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="components")
     name = models.CharField(max_length=30, validators=[dns_label])
-    image = models.CharField(max_length=300, blank=True)
+    image = models.CharField(
+        max_length=300, blank=True,
+        help_text="Kubernetes runtime: image reference; {commit}, {branch_slug} and {env_key} "
+        "are filled in, e.g. ghcr.io/acme/web:{commit}.",
+    )
     port = models.PositiveIntegerField(default=8000)
     health_paths = models.JSONField(default=list, blank=True)
     env_vars = models.JSONField(default=dict, blank=True)

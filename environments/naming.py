@@ -44,3 +44,24 @@ def labels(key: str, component: str | None = None) -> dict[str, str]:
     if component:
         result["preview-portal/component"] = component
     return result
+
+
+def image(template: str, commit: str, branch: str) -> str:
+    """A component's image for one commit: "{repository}:{commit}" style templates filled in.
+
+    A template without placeholders and without a tag gets the commit as its tag, the way
+    CI tags the images it pushes.
+    """
+    if not template:
+        return ""
+    if "{" not in template and ":" not in template.rsplit("/", 1)[-1]:
+        template += ":{commit}"
+    values = {
+        "commit": commit, "branch_slug": slugify(branch)[:MAX_LABEL], "env_key": env_key(branch)
+    }
+    try:
+        return template.format_map(values)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(
+            f"image template {template!r} may only use {{commit}}, {{branch_slug}} and {{env_key}}"
+        ) from exc

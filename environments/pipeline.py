@@ -74,15 +74,19 @@ def target_for(environment: Environment, commit: str) -> Target:
     if slot is None:
         raise BackendError("the environment holds no DB slot")
     database = services.slot_connection(slot)
-    components = tuple(
-        ComponentSpec(
-            name=c.name, image=c.image, port=c.port, health_paths=tuple(c.health_paths),
-            start_command=c.start_command, exposed=c.exposed, env=dict(c.env_vars),
-            host=naming.host(environment.branch, c.name, settings.PORTAL_NAMING,
-                             settings.PORTAL_BASE_DOMAIN),
+    try:
+        components = tuple(
+            ComponentSpec(
+                name=c.name, image=naming.image(c.image, commit, environment.branch),
+                port=c.port, health_paths=tuple(c.health_paths),
+                start_command=c.start_command, exposed=c.exposed, env=dict(c.env_vars),
+                host=naming.host(environment.branch, c.name, settings.PORTAL_NAMING,
+                                 settings.PORTAL_BASE_DOMAIN),
+            )
+            for c in environment.project.components.all()
         )
-        for c in environment.project.components.all()
-    )
+    except ValueError as exc:  # a project's image template: fixing it is an admin's job
+        raise BackendError(str(exc)) from exc
     preview = {
         "PREVIEW_PROJECT": environment.project.name,
         "PREVIEW_BRANCH": environment.branch,
@@ -93,7 +97,8 @@ def target_for(environment: Environment, commit: str) -> Target:
     return Target(
         env_key=environment.env_key, project=environment.project.name,
         repository=environment.project.repository, branch=environment.branch, commit=commit,
-        components=components, env={**database.environ(), **preview},
+        components=components, env=preview, secret_env=database.environ(),
+        base_manifests=environment.project.base_manifests,
     )
 
 
@@ -220,10 +225,7 @@ def report(ctx: Context) -> None:
         services.set_status(ctx.environment, EnvironmentStatus.READY, ready_at=timezone.now())
         ctx.log("environment is ready")
         return
-    detail = f"smoke checks failing after {last.number} attempts: " + "; ".join(
-        f"{check['name']} ({check['detail'][:DETAIL_CHARS]})" if check["detail"] else check["name"]
-        for check in last.checks if not check["ok"]
-    )
+    detail = _why(last)
     services.set_status(ctx.environment, EnvironmentStatus.DEGRADED, detail)
     ctx.log(f"environment is degraded ({detail})")
 
@@ -234,6 +236,21 @@ def expiry_notice(environment: Environment) -> Notice:
         project=environment.project.name, branch=environment.branch, status=environment.status,
         kind="expiry_warning", portal_url=portal_url(environment), urls=environment.urls,
         detail=f"expires at {when}: extend it on its page to keep it",
+    )
+
+
+def _why(attempt: SmokeAttempt) -> str:
+    failing = [check for check in attempt.checks if not check["ok"]]
+    unreachable = [c["name"] for c in failing if c.get("unreachable")]
+    if failing and len(unreachable) == len(failing):
+        # The rollout step saw every component ready (on Kubernetes: its own readiness probes),
+        # so what fails is the way from the portal to the app: no load balancer, DNS or route.
+        return ("smoke checks could not reach the app (" + ", ".join(unreachable) + "): the "
+                "runtime reports every component ready, but no HTTP answer came back from its "
+                "URLs")
+    return f"smoke checks failing after {attempt.number} attempts: " + "; ".join(
+        f"{check['name']} ({check['detail'][:DETAIL_CHARS]})" if check["detail"] else check["name"]
+        for check in failing
     )
 
 

@@ -11,8 +11,9 @@ import pytest
 from django.contrib.auth.models import Group, User
 
 from environments import demo, roles, services, tasks
-from environments.backends import get
+from environments.backends.runtime.local import LocalRuntime
 from environments.models import Environment, Interface, Project
+from tests import kube
 from tests import mariadb as mariadb_server
 from tests.mariadb import MariaDB
 
@@ -29,8 +30,8 @@ def isolated_var(settings, tmp_path: Path) -> Iterator[Path]:
     settings.VAR_DIR = tmp_path / "var"
     settings.VAR_DIR.mkdir()
     yield settings.VAR_DIR
-    runtime = get("runtime")
-    for key in runtime.environment_keys():
+    runtime = LocalRuntime()  # whichever runtime the test chose, no process may outlive it
+    for key in runtime.inventory():
         runtime.delete(key, lambda _line: None)
 
 
@@ -155,3 +156,32 @@ def browser():
 @pytest.fixture
 def page(browser):
     return browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kube.Cluster]:
+    lacking = kube.missing()
+    require_tool(not lacking, f"the test Kubernetes cluster ({lacking})")
+    cluster = kube.Cluster(tmp_path_factory.mktemp("kube"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+_namespaces = itertools.count(1)
+
+
+@pytest.fixture
+def kubernetes_runtime(settings, kube_cluster: kube.Cluster) -> Iterator[str]:
+    """The kubernetes runtime on the test cluster, in a namespace of this test's own."""
+    namespace = f"previews-t{next(_namespaces)}"
+    settings.PORTAL_RUNTIME = "kubernetes"
+    settings.PORTAL_KUBECONFIG = str(kube_cluster.kubeconfig)
+    settings.PORTAL_KUBE_CONTEXT = ""
+    settings.PORTAL_K8S_NAMESPACE = namespace
+    settings.PORTAL_K8S_NAMESPACE_MODE = "shared"
+    settings.PORTAL_READY_TIMEOUT = 30
+    # No container really runs on kwok's node: one smoke attempt shows that soon enough.
+    settings.PORTAL_SMOKE_ATTEMPTS = 1
+    yield namespace
+    kube.delete_namespace(kube_cluster.client(), namespace)  # frees the node for later tests

@@ -3,6 +3,7 @@
 import re
 import subprocess
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -98,3 +99,16 @@ def test_the_generator_only_makes_names_git_accepts() -> None:
         assert git_accepts(name)
         done = subprocess.run(["git", "check-ref-format", "--branch", name], capture_output=True)
         assert done.returncode == 0, name
+
+
+def test_image_templates_are_filled_for_the_commit_and_branch() -> None:
+    branch = "Feature/Ünïcode"
+    assert naming.image("acme/web:{branch_slug}-{commit}", "abc123", branch) == \
+        "acme/web:feature-unicode-abc123"
+    # No tag given: the commit is the tag (a registry's port is not a tag).
+    assert naming.image("registry:5000/web", "abc123", "main") == "registry:5000/web:abc123"
+    assert naming.image("acme/web:pinned", "abc123", "main") == "acme/web:pinned"
+    assert naming.image("acme/web:{env_key}", "abc123", branch) == \
+        f"acme/web:{naming.env_key(branch)}"
+    with pytest.raises(ValueError, match="may only use"):
+        naming.image("acme/web:{tag}", "abc123", "main")

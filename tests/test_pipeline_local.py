@@ -196,3 +196,27 @@ def test_a_component_that_dies_after_ready_is_reported(demo_project, pool_of, de
     assert states["web"].startswith("running")
     assert states["api"].startswith("exited")
 
+
+def test_reconcile_stops_processes_of_environments_no_longer_live(
+        demo_project, pool_of, developer, isolated_var: Path):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    pool_of(2)
+    kept = launch(demo_project, "main", developer)
+    lost = launch(demo_project, "feature/checkout", developer)
+    # A teardown whose workload step never ran (say the worker machine was replaced).
+    Environment.objects.filter(pk=lost.pk).update(status=EnvironmentStatus.TORN_DOWN)
+
+    out = StringIO()
+    call_command("reconcile", "--dry-run", stdout=out)
+    assert f"orphan {lost.env_key}:" in out.getvalue()
+    assert kept.env_key not in out.getvalue()
+    assert (isolated_var / "runtime" / lost.env_key).exists()
+
+    call_command("reconcile", stdout=StringIO())
+    assert not (isolated_var / "runtime" / lost.env_key).exists()
+    with pytest.raises(OSError):
+        fetch(lost.urls["web"])
+    assert "Demo shop" in fetch(kept.urls["web"]).decode()

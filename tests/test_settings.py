@@ -29,7 +29,10 @@ def start(tmp_path, command: str = "check", **variables: str) -> subprocess.Comp
         ({"PORTAL_SMOKE_ATTEMPTS": "three"}, "PORTAL_SMOKE_ATTEMPTS"),
         ({"PORTAL_ENV_TTL_HOURS": "-1"}, "PORTAL_ENV_TTL_HOURS"),
         ({"PORTAL_INGRESS_ANNOTATIONS": "[1]"}, "PORTAL_INGRESS_ANNOTATIONS"),
-        ({"PORTAL_RUNTIME": "kubernetes"}, "PORTAL_RUNTIME=kubernetes is not available"),
+        # Outside a cluster, without a kubeconfig, there is nothing to connect to.
+        ({"PORTAL_RUNTIME": "kubernetes"}, "PORTAL_KUBECONFIG"),
+        ({"PORTAL_RUNTIME": "kubernetes", "PORTAL_KUBECONFIG": "/nowhere/config"},
+         "PORTAL_KUBECONFIG"),
     ],
 )
 def test_bad_settings_fail_at_start_naming_the_variable(tmp_path, variables, named) -> None:

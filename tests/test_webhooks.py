@@ -232,7 +232,7 @@ def test_opened_synchronize_closed_bring_up_redeploy_and_tear_down(
     assert closed.status_code == 202
     assert environment.status == EnvironmentStatus.TORN_DOWN
     assert DbSlot.objects.get().state == SlotState.FREE
-    assert get("runtime").environment_keys() == []
+    assert get("runtime").inventory() == {}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -254,7 +254,7 @@ def test_closed_while_opened_still_deploys_ends_torn_down(
     assert [(r.kind, r.status) for r in environment.runs.order_by("id")] == [
         (RunKind.DEPLOY, RunStatus.CANCELLED), (RunKind.TEARDOWN, RunStatus.SUCCEEDED)]
     assert DbSlot.objects.get().state == SlotState.FREE
-    assert get("runtime").environment_keys() == []
+    assert get("runtime").inventory() == {}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -304,7 +304,7 @@ def test_reopened_while_tearing_down_comes_back_once_the_teardown_is_done(
     assert new.status == EnvironmentStatus.READY, new.status_detail
     assert (new.branch, new.commit, new.pull_request) == (BRANCH, sha, 2)
     assert list(DbSlot.objects.filter(state=SlotState.LEASED)) == [new.slot]
-    assert get("runtime").environment_keys() == [new.env_key]
+    assert list(get("runtime").inventory()) == [new.env_key]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -318,7 +318,7 @@ def test_closed_reopened_closed_ends_torn_down(client, demo_repo, ready_pull_req
     assert list(Environment.objects.values_list("status", flat=True)) == [
         EnvironmentStatus.TORN_DOWN]
     assert not DbSlot.objects.filter(state=SlotState.LEASED).exists()
-    assert get("runtime").environment_keys() == []
+    assert get("runtime").inventory() == {}
 
 
 @pytest.mark.django_db(transaction=True)

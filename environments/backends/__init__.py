@@ -19,7 +19,13 @@ class BackendError(Exception):
 
 
 IMPLEMENTATIONS: dict[str, tuple[str, dict[str, str]]] = {
-    "runtime": ("PORTAL_RUNTIME", {"local": "environments.backends.runtime.local.LocalRuntime"}),
+    "runtime": (
+        "PORTAL_RUNTIME",
+        {
+            "local": "environments.backends.runtime.local.LocalRuntime",
+            "kubernetes": "environments.backends.runtime.kubernetes.KubernetesRuntime",
+        },
+    ),
     "pool": (
         "PORTAL_DB_POOL",
         {

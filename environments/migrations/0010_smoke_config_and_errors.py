@@ -8,7 +8,7 @@ import environments.smoke.config
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('environments', '0004_schedules'),
+        ('environments', '0005_project_base_manifests'),
     ]
 
     operations = [

@@ -153,6 +153,12 @@ def _outcome(junit: Path, report: Path, output: str, tests_ran: bool) -> Outcome
     return Outcome(checks, page)
 
 
+# How a failure reads when no HTTP answer came back at all, from the built-in checks (their own
+# words) or from a project's tests (urllib's, requests' and the OS's words).
+NO_ANSWER = ("no HTTP answer", "URLError", "ConnectionError", "ConnectionRefusedError",
+             "Connection refused", "Name or service not known", "timed out")
+
+
 def _check(case: ElementTree.Element) -> dict[str, Any]:
     classname, name = case.get("classname", ""), case.get("name", "")
     problem = next((child for child in case if child.tag in PROBLEMS), None)
@@ -162,6 +168,7 @@ def _check(case: ElementTree.Element) -> dict[str, Any]:
         "name": name if classname == BUILT_IN else f"{classname}.{name}".strip("."),
         "outcome": outcome,
         "ok": outcome not in FAILING,
+        "unreachable": outcome in FAILING and any(sign in detail for sign in NO_ANSWER),
         # The first line says what went wrong; pytest's own "assert False" follows it.
         "detail": detail.removeprefix("AssertionError: ").partition("\n")[0][:DETAIL_CHARS],
     }

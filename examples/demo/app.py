@@ -2,8 +2,8 @@
 queue and a call from one component to another.
 
 Runs on the standard library (plus PyMySQL when DATABASE_URL is a MySQL DSN). Reads:
-PORT, ROLE (web or api), DATABASE_URL, PREVIEW_BRANCH, PREVIEW_COMMIT, PREVIEW_URL_API (where
-the api component is), QUEUE_DIR (the queue's folder; default ./queue).
+HOST, PORT, ROLE (web or api), DATABASE_URL, PREVIEW_BRANCH, PREVIEW_COMMIT, PREVIEW_URL_API
+(where the api component is), QUEUE_DIR (the queue's folder; default ./queue).
 """
 
 import html
@@ -185,9 +185,10 @@ def main() -> None:
     if flag("crash-on-start"):
         sys.exit(f"{ROLE}: refusing to start: crash-on-start is set on this branch")
     ensure_schema()
+    host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "8080"))
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    print(f"{ROLE} listening on 127.0.0.1:{port}", flush=True)
+    server = ThreadingHTTPServer((host, port), Handler)
+    print(f"{ROLE} listening on {host}:{port}", flush=True)
     server.serve_forever()
 
 

@@ -15,7 +15,7 @@ def url_variable(component: str) -> str:
 @dataclass(frozen=True)
 class ComponentSpec:
     name: str
-    image: str
+    image: str  # resolved: the project's template filled in for this commit
     port: int
     health_paths: tuple[str, ...]
     start_command: str
@@ -35,6 +35,9 @@ class Target:
     commit: str
     components: tuple[ComponentSpec, ...]
     env: dict[str, str] = field(default_factory=dict)
+    # The slot's DB values: a runtime keeps them out of anything it shows (Kubernetes: a Secret).
+    secret_env: dict[str, str] = field(default_factory=dict)
+    base_manifests: str = ""
 
 
 class Runtime(ABC):
@@ -64,3 +67,8 @@ class Runtime(ABC):
     @abstractmethod
     def component_states(self, env_key: str) -> dict[str, str]:
         """A short state per component ("running ...", "exited ..."), so a dead one shows."""
+
+    @abstractmethod
+    def inventory(self) -> dict[str, list[str]]:
+        """What this runtime holds, per environment key, as lines naming each thing; the
+        reconciler deletes (with `delete`) what no live environment owns."""

@@ -95,9 +95,16 @@ class LocalRuntime(Runtime):
         except FileNotFoundError:
             return None
 
-    def environment_keys(self) -> list[str]:
-        """Every environment that has anything on this machine (for the reconciler)."""
-        return sorted(p.name for p in self.root.iterdir()) if self.root.exists() else []
+    def inventory(self) -> dict[str, list[str]]:
+        if not self.root.exists():
+            return {}
+        return {
+            directory.name: [f"directory {directory}"] + [
+                f"process {name}: {state}"
+                for name, state in self.component_states(directory.name).items()
+            ]
+            for directory in sorted(self.root.iterdir())
+        }
 
     def render(self, target: Target) -> str:
         worktree = self._worktree(target.env_key)
@@ -110,7 +117,9 @@ class LocalRuntime(Runtime):
                 f"  command: {spec.start_command}",
                 f"  ready when: {health} answers 2xx",
                 f"  exposed: {'yes' if spec.exposed else 'no'}",
-                "  env: " + ", ".join(sorted({**target.env, **spec.env, **peers, "PORT": ""})),
+                "  env: " + ", ".join(sorted(
+                    {**target.env, **target.secret_env, **spec.env, **peers, "PORT": ""}
+                )),
             ]
         return "\n".join(lines) + "\n"
 
@@ -250,6 +259,7 @@ class LocalRuntime(Runtime):
         pidfile.unlink(missing_ok=True)
         environ = {name: os.environ[name] for name in PASSED_THROUGH if name in os.environ}
         environ.update(target.env)
+        environ.update(target.secret_env)
         environ.update({url_variable(name): _url(other) for name, other in ports.items()})
         environ.update(spec.env)
         environ.update({"PORT": str(port), "PYTHONUNBUFFERED": "1"})

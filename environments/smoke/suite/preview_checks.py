@@ -39,6 +39,11 @@ def answer(case: dict[str, Any]) -> tuple[int, str]:
             return response.status, response.read().decode(errors="replace")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode(errors="replace")
+    except OSError as exc:  # URLError included: refused, timed out, no route, no name
+        # The portal tells "the app is unreachable" from "the app answers wrongly" by these
+        # words (runner.NO_ANSWER).
+        reason = getattr(exc, "reason", exc)
+        pytest.fail(f"{case['method']} {case['url']}: no HTTP answer ({reason})")
 
 
 def expect(case: dict[str, Any]) -> None:

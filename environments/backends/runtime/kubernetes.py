@@ -1,0 +1,455 @@
+"""Kubernetes runtime: the environment's objects (manifests.py) server-side applied by field
+manager `preview-portal`, in one shared namespace or one namespace per environment.
+
+Everything is found again by its labels, never by memory: a half-applied run is finished by the
+next one, torn down by teardown, or removed by `manage.py reconcile`. The kubernetes SDK is
+imported only here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from functools import cached_property
+from pathlib import Path
+from typing import Any, TypeVar
+
+import urllib3
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+from kubernetes.dynamic import DynamicClient
+
+from environments import naming
+from environments.backends import BackendError
+from environments.backends.runtime import Log, Runtime, Target, manifests
+from environments.backends.runtime.manifests import KINDS, Manifest, Placement
+
+T = TypeVar("T")
+FIELD_MANAGER = "preview-portal"
+MANAGED = "app.kubernetes.io/managed-by=preview-portal"
+# What a Deployment leaves until the garbage collector is done: waited for, never deleted.
+DEPENDANTS = {"ReplicaSet": "apps/v1", "Pod": "v1"}
+REQUEST_TIMEOUT = (5, 30)  # connect, read: no call may hang a worker
+ATTEMPTS = 4  # at a 5xx, 429 or no answer; backoff 0.5, 1, 2 s between them
+BACKOFF = 0.5
+POLL = 0.5  # each poll lists the pods and Warning events of the namespace
+DELETE_TIMEOUT = 120.0
+# Waiting reasons that are only a container on its way up, not a problem.
+STARTING = {"ContainerCreating", "PodInitializing"}
+
+
+def _api_client() -> client.ApiClient:
+    configuration = client.Configuration()
+    try:
+        if settings.PORTAL_KUBECONFIG or settings.PORTAL_KUBE_CONTEXT:
+            config.load_kube_config(
+                config_file=settings.PORTAL_KUBECONFIG or None,
+                context=settings.PORTAL_KUBE_CONTEXT or None,
+                client_configuration=configuration, persist_config=False,
+            )
+            _keep_credential_files(configuration)
+        else:
+            config.load_incluster_config(client_configuration=configuration)
+    except (config.ConfigException, OSError) as exc:
+        raise ImproperlyConfigured(
+            f"PORTAL_KUBECONFIG / PORTAL_KUBE_CONTEXT (both empty: in-cluster): {exc}"
+        ) from exc
+    return client.ApiClient(configuration)
+
+
+def _keep_credential_files(configuration: client.Configuration) -> None:
+    """Point the client at copies of its certificate files that stay.
+
+    The kubeconfig loader writes inline certificates (certificate-authority-data, ...) to temp
+    files that it deletes when the process exits, and `manage.py qcluster`'s first process
+    exits while the workers it forked go on using them: every API call would then fail.
+    """
+    directory = Path(settings.VAR_DIR) / "kube"
+    for attribute in ("ssl_ca_cert", "cert_file", "key_file"):
+        path = getattr(configuration, attribute)
+        if not path:
+            continue
+        content = Path(path).read_bytes()
+        kept = directory / hashlib.sha256(content).hexdigest()
+        if not kept.exists():
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            partial = kept.with_suffix(f".{os.getpid()}")
+            partial.write_bytes(content)
+            partial.chmod(0o600)  # a client key may be among them
+            partial.replace(kept)
+        setattr(configuration, attribute, str(kept))
+
+
+def _message(exc: ApiException) -> str:
+    """The API server's own explanation (its Status message), else the HTTP reason."""
+    try:
+        return str(json.loads(exc.body)["message"])
+    except (TypeError, ValueError, KeyError):
+        return str(exc.body or exc.reason)
+
+
+def _error(what: str, exc: ApiException) -> BackendError:
+    status, message = exc.status or 0, _message(exc)
+    if status == 422:
+        return BackendError(f"{what}: refused as invalid by the API server: {message}")
+    if status == 409:
+        # Someone else wrote it between our read and our write: a new attempt starts afresh.
+        return BackendError(f"{what}: conflict: {message}", retryable=True)
+    if status in (401, 403):
+        # A namespace being deleted refuses new objects until it is gone.
+        return BackendError(f"{what}: not allowed: {message}",
+                            retryable="being terminated" in message)
+    return BackendError(f"{what}: API server answered {status}: {message}",
+                        retryable=status == 429 or status >= 500)
+
+
+class KubernetesRuntime(Runtime):
+    def __init__(self) -> None:
+        self.api = _api_client()
+        self.core = client.CoreV1Api(self.api)
+
+    # -- plumbing
+
+    @cached_property
+    def dynamic(self) -> DynamicClient:
+        # Discovery asks the API server: done on first use, not when the portal starts.
+        return self._call("discover the API", lambda: DynamicClient(self.api))
+
+    def _call(self, what: str, call: Callable[[], T], missing: T | None = None) -> T:
+        """One API call. What may pass (5xx, 429, no answer, a namespace still terminating) is
+        tried again with backoff, a bounded number of times; 404 gives `missing` if one is set."""
+        error = BackendError(what)
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                time.sleep(BACKOFF * 2 ** (attempt - 1))
+            try:
+                return call()
+            except ApiException as exc:
+                if exc.status == 404 and missing is not None:
+                    return missing
+                error = _error(what, exc)
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                error = BackendError(f"{what}: the API server did not answer ({exc})",
+                                     retryable=True)
+            if not error.retryable:
+                break
+        raise error
+
+    def _resource(self, kind: str) -> Any:
+        version = {**KINDS, **DEPENDANTS, "Namespace": "v1", "Event": "v1"}[kind]
+        return self.dynamic.resources.get(api_version=version, kind=kind)
+
+    def _get(self, kind: str, namespace: str | None, name: str) -> Manifest:
+        """The object as a dict; empty when it does not exist."""
+        return self._call(
+            f"read {kind} {name}",
+            lambda: self._resource(kind).get(name=name, namespace=namespace,
+                                             _request_timeout=REQUEST_TIMEOUT).to_dict(),
+            missing={},
+        )
+
+    def _list(self, kind: str, namespace: str | None, selector: str = "",
+              fields: str = "") -> list[Manifest]:
+        where = f" in {namespace}" if namespace else ""
+        answer = self._call(
+            f"list {kind}{where}",
+            lambda: self._resource(kind).get(
+                namespace=namespace, label_selector=selector or None,
+                field_selector=fields or None, _request_timeout=REQUEST_TIMEOUT,
+            ).to_dict(),
+        )
+        return list(answer.get("items") or [])
+
+    # -- where things go
+
+    def placement(self, env_key: str) -> Placement:
+        own = settings.PORTAL_K8S_NAMESPACE_MODE == "per-environment"
+        shared = settings.PORTAL_K8S_NAMESPACE
+        return Placement(
+            namespace=naming.object_name(shared, env_key) if own else shared, own_namespace=own,
+            ingress_class=settings.PORTAL_INGRESS_CLASS,
+            ingress_annotations=dict(settings.PORTAL_INGRESS_ANNOTATIONS),
+        )
+
+    @staticmethod
+    def selector(env_key: str, component: str | None = None) -> str:
+        return ",".join(f"{k}={v}" for k, v in naming.labels(env_key, component).items())
+
+    # -- the Runtime interface
+
+    def render(self, target: Target) -> str:
+        placement = self.placement(target.env_key)
+        mode = "its own namespace" if placement.own_namespace else "shared namespace"
+        header = (f"# kubernetes runtime: {mode} {placement.namespace}; server-side applied by "
+                  f"{FIELD_MANAGER}; Secret values redacted\n")
+        return header + manifests.render(manifests.build(target, placement))
+
+    def apply(self, target: Target, log: Log) -> None:
+        placement = self.placement(target.env_key)
+        objects = manifests.build(target, placement)
+        if not placement.own_namespace:
+            self._ensure_namespace(placement.namespace, log)
+        for manifest in objects:
+            self._apply_one(manifest, log)
+
+    def wait_ready(self, target: Target, log: Log, timeout: float) -> dict[str, str]:
+        placement = self.placement(target.env_key)
+        deployments = [m["metadata"]["name"]
+                       for m in manifests.build(target, placement) if m["kind"] == "Deployment"]
+        self._wait_rollout(target.env_key, placement.namespace, deployments, log, timeout)
+        scheme = "https" if self._https(placement) else "http"
+        return {spec.name: f"{scheme}://{spec.host}/" for spec in target.components if spec.exposed}
+
+    def address(self, target: Target) -> str | None:
+        namespace = self.placement(target.env_key).namespace
+        for spec in target.components:
+            if not spec.exposed:
+                continue
+            name = naming.object_name(spec.name, target.env_key)
+            ingress = self._get("Ingress", namespace, name)
+            for entry in ((ingress.get("status") or {}).get("loadBalancer") or {}).get(
+                    "ingress") or []:
+                if entry.get("hostname") or entry.get("ip"):
+                    return str(entry.get("hostname") or entry.get("ip"))
+        return None
+
+    def delete(self, env_key: str, log: Log) -> None:
+        placement = self.placement(env_key)
+        if placement.own_namespace:
+            self._delete_namespace(placement.namespace, log)
+        else:
+            self._delete_labelled(env_key, placement.namespace, log)
+
+    def logs(self, env_key: str, component: str, lines: int = 200) -> str:
+        namespace = self.placement(env_key).namespace
+        pods = self._list("Pod", namespace, self.selector(env_key, component))
+        if not pods:
+            return ""
+        newest = max(pods, key=lambda pod: pod["metadata"]["creationTimestamp"])
+        containers = [c["name"] for c in newest["spec"]["containers"]]
+        container = component if component in containers else containers[0]
+        return self._call(
+            f"read the logs of pod {newest['metadata']['name']}",
+            lambda: self.core.read_namespaced_pod_log(
+                newest["metadata"]["name"], namespace, container=container, tail_lines=lines,
+                _request_timeout=REQUEST_TIMEOUT,
+            ),
+        )
+
+    def component_states(self, env_key: str) -> dict[str, str]:
+        namespace = self.placement(env_key).namespace
+        by_component: dict[str, list[Manifest]] = {}
+        for pod in self._list("Pod", namespace, self.selector(env_key)):
+            name = pod["metadata"]["labels"].get("preview-portal/component", "?")
+            by_component.setdefault(name, []).append(pod)
+        return {name: self._summary(pods) for name, pods in sorted(by_component.items())}
+
+    def inventory(self) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for key, line in self._labelled_objects():
+            found.setdefault(key, []).append(line)
+        return found
+
+    # -- apply
+
+    def _ensure_namespace(self, name: str, log: Log) -> None:
+        if self._get("Namespace", None, name):
+            return
+        try:
+            self._call(f"create namespace {name}", lambda: self._resource("Namespace").create(
+                body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+                _request_timeout=REQUEST_TIMEOUT))
+        except BackendError as exc:
+            if "already exists" not in str(exc):  # another worker was first: that is fine
+                raise
+        log(f"created the shared namespace {name}")
+
+    def _apply_one(self, manifest: Manifest, log: Log) -> None:
+        kind, metadata = manifest["kind"], manifest["metadata"]
+        namespace = metadata.get("namespace")
+        where = f"{namespace}/{metadata['name']}" if namespace else metadata["name"]
+        before = self._get(kind, namespace, metadata["name"]).get("metadata", {})
+        after = self._call(
+            f"apply {kind} {where}",
+            lambda: self._resource(kind).server_side_apply(
+                body=manifest, namespace=namespace, field_manager=FIELD_MANAGER,
+                # Our fields are ours: take them back from whoever changed them by hand.
+                force_conflicts=True, _request_timeout=REQUEST_TIMEOUT,
+            ).to_dict(),
+        )["metadata"]
+        if not before:
+            log(f"created {kind} {where}")
+        elif before.get("resourceVersion") != after.get("resourceVersion"):
+            log(f"updated {kind} {where}")
+        else:
+            log(f"unchanged {kind} {where}")
+
+    @staticmethod
+    def _https(placement: Placement) -> bool:
+        ports = placement.ingress_annotations.get("alb.ingress.kubernetes.io/listen-ports", "")
+        return "HTTPS" in ports
+
+    # -- rollout
+
+    def _wait_rollout(self, env_key: str, namespace: str, names: list[str], log: Log,
+                      timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pending, seen = set(names), set()
+        while True:
+            for name in sorted(pending):
+                progress = self._rollout_progress(self._get("Deployment", namespace, name))
+                if progress is None:
+                    pending.discard(name)
+                    log(f"{name}: rolled out")
+                elif progress == "ProgressDeadlineExceeded":
+                    raise BackendError(f"{name}: Kubernetes gave up on the rollout "
+                                       f"(progress deadline exceeded): "
+                                       + self._diagnosis(env_key, namespace))
+            if not pending:
+                return
+            for problem in self._problems(env_key, namespace):
+                if problem not in seen:  # live in the run log, each reason once
+                    seen.add(problem)
+                    log(problem)
+            if time.monotonic() > deadline:
+                raise BackendError(
+                    f"{', '.join(sorted(pending))} not rolled out after {timeout:.0f} s: "
+                    + self._diagnosis(env_key, namespace),
+                    retryable=True,
+                )
+            time.sleep(POLL)
+
+    @staticmethod
+    def _rollout_progress(deployment: Manifest) -> str | None:
+        """None once rolled out (as `kubectl rollout status` judges), else what is pending."""
+        if not deployment:
+            return "not created yet"
+        spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+        wanted = spec.get("replicas", 1)
+        for condition in status.get("conditions") or []:
+            if condition.get("reason") == "ProgressDeadlineExceeded":
+                return "ProgressDeadlineExceeded"
+        if status.get("observedGeneration", 0) < deployment["metadata"].get("generation", 0):
+            return "the controller has not seen the new spec yet"
+        updated = status.get("updatedReplicas") or 0
+        if updated < wanted:
+            return f"{updated}/{wanted} replicas updated"
+        if (status.get("replicas") or 0) > updated:
+            return "old replicas still terminating"
+        if (status.get("availableReplicas") or 0) < updated:
+            return f"{status.get('availableReplicas') or 0}/{wanted} replicas available"
+        return None
+
+    def _diagnosis(self, env_key: str, namespace: str) -> str:
+        problems = self._problems(env_key, namespace)
+        return "; ".join(problems) if problems else "no pod reports a reason yet"
+
+    def _problems(self, env_key: str, namespace: str) -> list[str]:
+        """Why pods are not ready, from their status and their Warning events."""
+        pods = self._list("Pod", namespace, self.selector(env_key))
+        problems = [f"pod {pod['metadata']['name']}: {reason}"
+                    for pod in pods for reason in _pod_problems(pod)]
+        names = {pod["metadata"]["name"] for pod in pods}
+        for event in self._list("Event", namespace, fields="type=Warning"):
+            involved = event.get("involvedObject") or {}
+            message = event.get("message") or ""
+            said = any(message in problem for problem in problems)  # e.g. FailedScheduling
+            if involved.get("kind") == "Pod" and involved.get("name") in names and not said:
+                problems.append(f"pod {involved['name']}: event {event.get('reason')}: {message}")
+        return problems
+
+    @staticmethod
+    def _summary(pods: list[Manifest]) -> str:
+        ready = sum(1 for pod in pods if _condition(pod, "Ready") == "True")
+        problems = [reason for pod in pods for reason in _pod_problems(pod)]
+        state = f"{ready}/{len(pods)} pods ready"
+        return f"{state}; {problems[0]}" if problems else state
+
+    # -- delete
+
+    def _delete_namespace(self, name: str, log: Log) -> None:
+        if not self._get("Namespace", None, name):
+            log(f"namespace {name} is already gone")
+            return
+        self._call(f"delete namespace {name}", lambda: self._resource("Namespace").delete(
+            name=name, _request_timeout=REQUEST_TIMEOUT), missing={})
+        log(f"deleting namespace {name} and everything in it")
+        self._wait_gone(lambda: [f"namespace {name}"] if self._get("Namespace", None, name)
+                        else [])
+        log(f"namespace {name} is gone")
+
+    def _delete_labelled(self, env_key: str, namespace: str, log: Log) -> None:
+        selector = self.selector(env_key)
+        found = [(kind, item["metadata"]["name"]) for kind in reversed(KINDS)
+                 for item in self._list(kind, namespace, selector)]
+        if not found:
+            log(f"nothing of this environment is left in namespace {namespace}")
+        for kind, name in found:
+            self._call(f"delete {kind} {namespace}/{name}", lambda k=kind, n=name: self._resource(
+                k).delete(name=n, namespace=namespace, propagation_policy="Background",
+                          _request_timeout=REQUEST_TIMEOUT), missing={})
+            log(f"deleted {kind} {namespace}/{name}")
+        self._wait_gone(lambda: [
+            f"{kind} {item['metadata']['name']}" for kind in (*KINDS, *DEPENDANTS)
+            for item in self._list(kind, namespace, selector)
+        ])
+        if found:
+            log(f"all objects of this environment are gone from {namespace}")
+
+    @staticmethod
+    def _wait_gone(remaining: Callable[[], list[str]]) -> None:
+        deadline = time.monotonic() + DELETE_TIMEOUT
+        while left := remaining():
+            if time.monotonic() > deadline:
+                raise BackendError(f"still there after {DELETE_TIMEOUT:.0f} s: {', '.join(left)}",
+                                   retryable=True)
+            time.sleep(POLL)
+
+    def _labelled_objects(self) -> Iterator[tuple[str, str]]:
+        """(env key, description) of everything labelled ours where this portal puts it."""
+        key_label = "preview-portal/environment"
+        if settings.PORTAL_K8S_NAMESPACE_MODE == "per-environment":
+            for item in self._list("Namespace", None, MANAGED):
+                yield item["metadata"]["labels"].get(key_label, ""), \
+                    f"Namespace {item['metadata']['name']}"
+            return
+        namespace = settings.PORTAL_K8S_NAMESPACE
+        for kind in KINDS:
+            for item in self._list(kind, namespace, MANAGED):
+                yield item["metadata"]["labels"].get(key_label, ""), \
+                    f"{kind} {namespace}/{item['metadata']['name']}"
+
+
+def _condition(pod: Manifest, kind: str) -> str | None:
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind:
+            return str(condition.get("status"))
+    return None
+
+
+def _pod_problems(pod: Manifest) -> list[str]:
+    """Reasons a pod is not ready, in Kubernetes' own words (Unschedulable, CrashLoopBackOff...)."""
+    status = pod.get("status") or {}
+    problems = []
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            problems.append(f"{condition.get('reason') or 'not scheduled'}: "
+                            f"{condition.get('message') or ''}".rstrip(": "))
+    statuses = status.get("containerStatuses") or []
+    for container in statuses:
+        state, name = container.get("state") or {}, container.get("name")
+        waiting, terminated = state.get("waiting") or {}, state.get("terminated") or {}
+        if waiting and waiting.get("reason") not in STARTING:
+            problems.append(f"container {name} {waiting.get('reason')}: "
+                            f"{waiting.get('message') or ''}".rstrip(": "))
+        elif terminated:
+            problems.append(f"container {name} exited with {terminated.get('exitCode')} "
+                            f"({terminated.get('reason')})")
+        elif state.get("running") and not container.get("ready"):
+            problems.append(f"container {name} runs but is not ready (readiness probe failing)")
+    return problems

@@ -1,0 +1,258 @@
+"""The Kubernetes objects of one environment, made the way the seed's kustomize overlay made them.
+
+A default base per component (Deployment, Service, and an Ingress when exposed), overridden by
+the project's own base manifests where kind and name match, then one overlay for all of them:
+name suffix, labels, namespace, image, env, DB Secret and hosts. Pure functions, no API calls:
+the kubernetes runtime applies what `build` returns and shows what `render` returns.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from environments import naming
+from environments.backends import BackendError
+from environments.backends.runtime import ComponentSpec, Target
+
+Manifest = dict[str, Any]
+
+# kind -> apiVersion of everything an environment may hold. Teardown and the reconciler sweep
+# exactly these kinds, so a project's base manifests may use only these: nothing is left behind.
+# In apply order: what others refer to comes first.
+KINDS: dict[str, str] = {
+    "Secret": "v1",
+    "ConfigMap": "v1",
+    "ServiceAccount": "v1",
+    "PersistentVolumeClaim": "v1",
+    "Service": "v1",
+    "Deployment": "apps/v1",
+    "Ingress": "networking.k8s.io/v1",
+}
+DB_SECRET = "db"  # base name of the Secret that holds the slot's DB values
+REDACTED = "<redacted>"
+DEFAULT_RESOURCES = {
+    "requests": {"cpu": "50m", "memory": "64Mi"},
+    "limits": {"cpu": "500m", "memory": "256Mi"},
+}
+SERVICE_PORT = 80
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how the environment's objects go (from the portal's settings)."""
+
+    namespace: str
+    own_namespace: bool
+    ingress_class: str
+    ingress_annotations: dict[str, str] = field(default_factory=dict)
+
+
+def build(target: Target, placement: Placement) -> list[Manifest]:
+    """Every object to apply, in apply order (the namespace first when it is the env's own)."""
+    # The project's base replaces a default of the same kind and name; the DB Secret is always ours.
+    layers = [*default_base(target), *project_base(target.base_manifests), db_secret(target)]
+    bases = {(m["kind"], m["metadata"]["name"]): m for m in layers}
+    overlay = _Overlay(target, placement, bases.values())
+    objects = sorted((overlay.apply(m) for m in bases.values()),
+                     key=lambda m: list(KINDS).index(m["kind"]))
+    if placement.own_namespace:
+        objects.insert(0, namespace(placement.namespace, target.env_key))
+    return objects
+
+
+def render(objects: list[Manifest]) -> str:
+    """YAML of what is applied, Secret values redacted: every viewer of the page sees it."""
+    return yaml.safe_dump_all([redacted(m) for m in objects], sort_keys=False, allow_unicode=True)
+
+
+def redacted(manifest: Manifest) -> Manifest:
+    if manifest["kind"] != "Secret":
+        return manifest
+    shown = copy.deepcopy(manifest)
+    for key in ("data", "stringData"):
+        if key in shown:
+            shown[key] = dict.fromkeys(shown[key], REDACTED)
+    return shown
+
+
+def namespace(name: str, env_key: str) -> Manifest:
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": naming.labels(env_key)}}
+
+
+def default_base(target: Target) -> list[Manifest]:
+    return [manifest for spec in target.components for manifest in _component_base(spec)]
+
+
+def _component_base(spec: ComponentSpec) -> list[Manifest]:
+    container = {
+        "name": spec.name, "image": spec.image,
+        "ports": [{"name": "http", "containerPort": spec.port}],
+        "readinessProbe": _probe(spec), "resources": DEFAULT_RESOURCES,
+    }
+    deployment = {
+        "apiVersion": KINDS["Deployment"], "kind": "Deployment", "metadata": {"name": spec.name},
+        "spec": {"replicas": 1, "template": {"spec": {"containers": [container]}}},
+    }
+    service = {
+        "apiVersion": KINDS["Service"], "kind": "Service", "metadata": {"name": spec.name},
+        "spec": {"ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": spec.port}]},
+    }
+    if not spec.exposed:
+        return [deployment, service]
+    backend = {"service": {"name": spec.name, "port": {"number": SERVICE_PORT}}}
+    ingress = {
+        "apiVersion": KINDS["Ingress"], "kind": "Ingress", "metadata": {"name": spec.name},
+        "spec": {"rules": [{"http": {"paths": [
+            {"path": "/", "pathType": "Prefix", "backend": backend}
+        ]}}]},
+    }
+    return [deployment, service, ingress]
+
+
+def _probe(spec: ComponentSpec) -> dict[str, Any]:
+    check: dict[str, Any] = (
+        {"httpGet": {"path": spec.health_paths[0], "port": spec.port}} if spec.health_paths
+        else {"tcpSocket": {"port": spec.port}}
+    )
+    return {**check, "periodSeconds": 5, "failureThreshold": 3}
+
+
+def db_secret(target: Target) -> Manifest:
+    data = {key: base64.b64encode(value.encode()).decode()
+            for key, value in sorted(target.secret_env.items())}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": DB_SECRET},
+            "type": "Opaque", "data": data}
+
+
+def project_base(text: str) -> list[Manifest]:
+    """The project's base manifests, checked: only kinds teardown sweeps, each with a name."""
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None] if text.strip() else []
+    except yaml.YAMLError as exc:
+        raise BackendError(f"base manifests are not valid YAML: {exc}") from exc
+    for document in documents:
+        if not isinstance(document, dict):
+            raise BackendError(f"base manifests: each document must be a mapping, not {document!r}")
+        kind, version = document.get("kind"), document.get("apiVersion")
+        if KINDS.get(kind) != version:
+            allowed = ", ".join(f"{k} ({v})" for k, v in KINDS.items())
+            raise BackendError(f"base manifests: {version}/{kind} is not a kind the portal "
+                               f"manages and tears down; use one of: {allowed}")
+        name = (document.get("metadata") or {}).get("name")
+        if not isinstance(name, str) or not name:
+            raise BackendError(f"base manifests: a {kind} has no metadata.name")
+    return documents
+
+
+class _Overlay:
+    """What kustomize's overlay did: suffix names (and references to them), labels, namespace,
+    image and env per component, hosts on Ingress rules."""
+
+    def __init__(self, target: Target, placement: Placement, bases: Any) -> None:
+        self.target = target
+        self.placement = placement
+        self.components = {spec.name: spec for spec in target.components}
+        self.names: dict[str, set[str]] = {}
+        for base in bases:
+            self.names.setdefault(base["kind"], set()).add(base["metadata"]["name"])
+
+    def apply(self, base: Manifest) -> Manifest:
+        manifest = copy.deepcopy(base)
+        metadata = manifest.setdefault("metadata", {})
+        base_name = metadata["name"]
+        component = self.components.get(base_name)
+        metadata["name"] = self.suffixed(base_name)
+        metadata["namespace"] = self.placement.namespace
+        own = naming.labels(self.target.env_key, component.name if component else None)
+        metadata["labels"] = {**(metadata.get("labels") or {}), **own}
+        kind = manifest["kind"]
+        if kind == "Deployment":
+            self.deployment(base_name, manifest.setdefault("spec", {}), component)
+        elif kind == "Service":
+            spec = manifest.setdefault("spec", {})
+            # In a shared namespace a selector without the environment picks every preview's pods.
+            spec["selector"] = {**(spec.get("selector") or {}), **own}
+        elif kind == "Ingress":
+            self.ingress(metadata, manifest.setdefault("spec", {}))
+        return manifest
+
+    def suffixed(self, name: str) -> str:
+        return naming.object_name(name, self.target.env_key)
+
+    def rename(self, holder: dict[str, Any] | None, key: str, kind: str) -> None:
+        """Point a reference at the suffixed object when it names one of this environment's."""
+        if holder and holder.get(key) in self.names.get(kind, ()):
+            holder[key] = self.suffixed(holder[key])
+
+    def deployment(self, name: str, spec: Manifest, component: ComponentSpec | None) -> None:
+        if component is None:
+            raise BackendError(
+                f"base manifests: Deployment {name!r} is named after no component "
+                f"({', '.join(self.components)}); its image and env come from that component"
+            )
+        labels = naming.labels(self.target.env_key, component.name)
+        # Derived from the env key and component alone, so a redeploy never changes it.
+        spec["selector"] = {"matchLabels": labels}
+        template = spec.setdefault("template", {})
+        template_metadata = template.setdefault("metadata", {})
+        template_metadata["labels"] = {**(template_metadata.get("labels") or {}), **labels}
+        pod = template.setdefault("spec", {})
+        self.pod_references(pod)
+        containers = pod.get("containers") or []
+        main = next((c for c in containers if c.get("name") == component.name), None)
+        main = main or (containers[0] if containers else None)
+        if main is None:
+            raise BackendError(f"base manifests: Deployment {component.name!r} has no container")
+        self.container(main, component)
+
+    def container(self, container: Manifest, component: ComponentSpec) -> None:
+        if component.image:
+            container["image"] = component.image
+        if not container.get("image"):
+            raise BackendError(f"component {component.name} has no image: set its image template "
+                               "(e.g. registry/name:{commit})")
+        ours = {**self.target.env, **component.env, "PORT": str(component.port)}
+        kept = [var for var in container.get("env") or [] if var.get("name") not in ours]
+        container["env"] = kept + [{"name": k, "value": v} for k, v in sorted(ours.items())]
+        secret = {"secretRef": {"name": self.suffixed(DB_SECRET)}}
+        sources = container.get("envFrom") or []
+        container["envFrom"] = sources + ([secret] if secret not in sources else [])
+
+    def pod_references(self, pod: Manifest) -> None:
+        for container in [*(pod.get("containers") or []), *(pod.get("initContainers") or [])]:
+            for source in container.get("envFrom") or []:
+                self.rename(source.get("configMapRef"), "name", "ConfigMap")
+                self.rename(source.get("secretRef"), "name", "Secret")
+            for var in container.get("env") or []:
+                value_from = var.get("valueFrom") or {}
+                self.rename(value_from.get("configMapKeyRef"), "name", "ConfigMap")
+                self.rename(value_from.get("secretKeyRef"), "name", "Secret")
+        for volume in pod.get("volumes") or []:
+            self.rename(volume.get("configMap"), "name", "ConfigMap")
+            self.rename(volume.get("secret"), "secretName", "Secret")
+            self.rename(volume.get("persistentVolumeClaim"), "claimName", "PersistentVolumeClaim")
+        self.rename(pod, "serviceAccountName", "ServiceAccount")
+
+    def ingress(self, metadata: Manifest, spec: Manifest) -> None:
+        spec["ingressClassName"] = self.placement.ingress_class
+        # The portal's annotations win: they put every preview behind one shared ALB.
+        metadata["annotations"] = {**(metadata.get("annotations") or {}),
+                                   **self.placement.ingress_annotations}
+        self.rename((spec.get("defaultBackend") or {}).get("service"), "name", "Service")
+        for rule in spec.get("rules") or []:
+            services = [(p.get("backend") or {}).get("service") or {}
+                        for p in (rule.get("http") or {}).get("paths") or []]
+            served = next((self.components[s["name"]] for s in services
+                           if s.get("name") in self.components), None)
+            if served is not None:
+                rule["host"] = served.host
+            for service in services:
+                self.rename(service, "name", "Service")
+        for tls in spec.get("tls") or []:
+            self.rename(tls, "secretName", "Secret")

@@ -1,0 +1,396 @@
+"""The kubernetes runtime through the real pipeline, against a real API server (etcd, control
+plane and kwok's simulated node, started once per session by scripts/k8s-cluster)."""
+
+import base64
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from environments import demo, git, naming, pipeline, services
+from environments.backends import BackendError, get
+from environments.backends.runtime.kubernetes import ATTEMPTS
+from environments.models import Environment, EnvironmentStatus, Interface, StepStatus
+from tests import kube
+
+pytestmark = pytest.mark.django_db(transaction=True)
+OURS = "app.kubernetes.io/managed-by=preview-portal"
+KINDS = ("Deployment", "Service", "Ingress", "Secret", "ReplicaSet", "Pod", "ConfigMap")
+
+
+def launch(project, branch, user, commit=None) -> Environment:
+    environment = services.launch(project, branch, actor=user, interface=Interface.CLI,
+                                  commit=commit)
+    environment.refresh_from_db()
+    return environment
+
+
+def run_log(environment: Environment) -> str:
+    run = environment.runs.order_by("-id").first()
+    return "\n".join(line.text for step in run.steps.all() for line in step.lines.all())
+
+
+def labelled(api, namespace: str | None, selector: str = OURS) -> list[str]:
+    return [f"{kind} {item['metadata']['name']}" for kind in KINDS
+            for item in kube.items(api, kind, namespace, selector)]
+
+
+@pytest.fixture
+def api(kube_cluster: kube.Cluster):
+    return kube_cluster.client()
+
+
+@pytest.fixture
+def launched(kubernetes_runtime, demo_project, pool_of, developer) -> Environment:
+    pool_of(1)
+    return launch(demo_project, "feature/checkout", developer)
+
+
+def test_launch_applies_named_labelled_objects_and_rolls_out(launched, kubernetes_runtime, api,
+                                                              demo_repo: Path):
+    key, namespace = launched.env_key, kubernetes_runtime
+    commit = git.resolve(str(demo_repo), "feature/checkout")
+    steps = {s.name: s.status for s in launched.runs.get().steps.all()}
+    assert steps["apply"] == steps["rollout"] == StepStatus.SUCCEEDED, run_log(launched)
+
+    for component in ("web", "api"):
+        name = naming.object_name(component, key)
+        deployment = kube.resource(api, "Deployment").get(name=name, namespace=namespace).to_dict()
+        assert deployment["metadata"]["labels"] == naming.labels(key, component)
+        assert deployment["spec"]["selector"]["matchLabels"] == naming.labels(key, component)
+        assert deployment["status"]["availableReplicas"] == 1  # kwok marked the pod Ready
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert container["image"] == f"ghcr.io/preview-portal/demo-{component}:{commit}"
+        env = {var["name"]: var["value"] for var in container["env"]}
+        assert env["ROLE"] == component and env["PORT"] == "8080"
+        assert env["PREVIEW_BRANCH"] == "feature/checkout"
+        assert "DATABASE_URL" not in env  # from the Secret, not in the spec
+        assert container["envFrom"] == [{"secretRef": {"name": naming.object_name("db", key)}}]
+        assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": 8080,
+                                                          "scheme": "HTTP"}
+        assert container["resources"]["limits"]["memory"] == "256Mi"
+        service = kube.resource(api, "Service").get(name=name, namespace=namespace).to_dict()
+        assert service["spec"]["selector"] == naming.labels(key, component)
+        ingress = kube.resource(api, "Ingress").get(name=name, namespace=namespace).to_dict()
+        assert ingress["spec"]["ingressClassName"] == "alb"
+        assert ingress["metadata"]["annotations"]["alb.ingress.kubernetes.io/target-type"] == "ip"
+        host = ingress["spec"]["rules"][0]["host"]
+        assert host == naming.host("feature/checkout", component, "slug", "preview.localhost")
+        assert launched.urls[component] == f"https://{host}/"
+
+    secret = kube.resource(api, "Secret").get(name=naming.object_name("db", key),
+                                              namespace=namespace).to_dict()
+    database_url = base64.b64decode(secret["data"]["DATABASE_URL"]).decode()
+    assert launched.slot.name in database_url
+    rendered = launched.runs.get().rendered
+    assert "DATABASE_URL: <redacted>" in rendered and database_url not in rendered
+    assert f"image: ghcr.io/preview-portal/demo-web:{commit}" in rendered
+
+
+def test_simulated_cluster_environment_is_degraded_because_the_app_is_unreachable(launched):
+    # kwok runs no container: Kubernetes says ready, but nothing answers at the URLs.
+    assert launched.status == EnvironmentStatus.DEGRADED
+    assert "could not reach the app" in launched.status_detail
+    assert "runtime reports every component ready" in launched.status_detail
+
+
+def test_redeploy_with_a_new_commit_changes_only_the_image(launched, kubernetes_runtime, api,
+                                                           demo_repo: Path, developer):
+    namespace, key = kubernetes_runtime, launched.env_key
+    name = naming.object_name("web", key)
+
+    def snapshot() -> dict[str, dict]:
+        return {kind: kube.resource(api, kind).get(name=name, namespace=namespace).to_dict()
+                for kind in ("Deployment", "Service", "Ingress")}
+
+    before = snapshot()
+    older = git.resolve(str(demo_repo), "main")
+    launch(launched.project, "feature/checkout", developer, commit=older)
+    after = snapshot()
+
+    old_pod, new_pod = (s["Deployment"]["spec"]["template"]["spec"] for s in (before, after))
+    assert new_pod["containers"][0]["image"] == f"ghcr.io/preview-portal/demo-web:{older}"
+    env = {v["name"]: v["value"] for v in new_pod["containers"][0]["env"]}
+    assert env["PREVIEW_COMMIT"] == older
+    for pod in (old_pod, new_pod):  # all else is the same, selector included
+        container = pod["containers"][0]
+        del container["image"]
+        container["env"] = [v for v in container["env"] if v["name"] != "PREVIEW_COMMIT"]
+    assert old_pod == new_pod
+    assert before["Deployment"]["spec"]["selector"] == after["Deployment"]["spec"]["selector"]
+    for kind in ("Service", "Ingress"):
+        version = (s[kind]["metadata"]["resourceVersion"] for s in (before, after))
+        assert len(set(version)) == 1, f"{kind} was written although nothing changed"
+    log = run_log(launched)
+    assert f"updated Deployment {namespace}/{name}" in log
+    assert f"unchanged Service {namespace}/{name}" in log
+    launched.refresh_from_db()
+    assert launched.commit == older
+
+
+def test_pod_logs_are_read_back_per_component(launched):
+    text = get("runtime").logs(launched.env_key, "web", lines=2)
+    assert text.splitlines() == ["listening on the PORT given in the environment",
+                                 "GET /healthz 200"]
+    assert get("runtime").component_states(launched.env_key) == {
+        "api": "1/1 pods ready", "web": "1/1 pods ready"}
+
+
+def test_the_api_stays_reachable_after_the_process_that_loaded_the_kubeconfig_exits(launched):
+    from kubernetes.config import kube_config
+
+    from environments.backends.runtime.kubernetes import KubernetesRuntime
+
+    runtime = KubernetesRuntime()  # loaded, not connected yet: as when a worker is forked
+    # What the exit of `manage.py qcluster`'s first process does to the workers it forked: the
+    # kubeconfig loader's temp copies of the inline certificates are deleted.
+    kube_config._cleanup_temp_files()
+    assert runtime.component_states(launched.env_key)["web"] == "1/1 pods ready"
+
+
+def test_address_is_the_ingress_load_balancer_hostname(launched, kubernetes_runtime, api):
+    target = pipeline.target_for(launched, launched.commit)
+    assert get("runtime").address(target) is None  # no load balancer controller here
+    ingress = kube.resource(api, "Ingress")
+    name = naming.object_name("web", launched.env_key)
+    # Play the AWS Load Balancer Controller: it writes the status subresource.
+    ingress.status.patch(
+        name=name, namespace=kubernetes_runtime, content_type="application/merge-patch+json",
+        body={"status": {"loadBalancer": {"ingress": [{"hostname": "previews.elb.example"}]}}},
+    )
+    assert get("runtime").address(target) == "previews.elb.example"
+
+
+def test_teardown_leaves_nothing_labelled_ours(launched, kubernetes_runtime, api, developer):
+    assert labelled(api, kubernetes_runtime)
+    services.teardown(launched, actor=developer, interface=Interface.CLI)
+    launched.refresh_from_db()
+
+    assert launched.status == EnvironmentStatus.TORN_DOWN, run_log(launched)
+    assert labelled(api, kubernetes_runtime) == []
+    assert "all objects of this environment are gone" in run_log(launched)
+    # Gone already: a second delete is not an error.
+    lines: list[str] = []
+    get("runtime").delete(launched.env_key, lines.append)
+    assert lines == [f"nothing of this environment is left in namespace {kubernetes_runtime}"]
+
+
+def test_per_environment_namespace_holds_everything_and_goes_with_teardown(
+        settings, kubernetes_runtime, demo_project, pool_of, developer, api):
+    settings.PORTAL_K8S_NAMESPACE_MODE = "per-environment"
+    pool_of(1)
+    environment = launch(demo_project, demo.UNICODE_BRANCH, developer)
+    namespace = naming.object_name(kubernetes_runtime, environment.env_key)
+
+    assert environment.status == EnvironmentStatus.DEGRADED, run_log(environment)
+    found = kube.resource(api, "Namespace").get(name=namespace).to_dict()
+    assert found["metadata"]["labels"]["preview-portal/environment"] == environment.env_key
+    assert len(kube.items(api, "Deployment", namespace, OURS)) == 2
+    assert get("runtime").inventory() == {environment.env_key: [f"Namespace {namespace}"]}
+
+    services.teardown(environment, actor=developer, interface=Interface.CLI)
+    environment.refresh_from_db()
+    assert environment.status == EnvironmentStatus.TORN_DOWN, run_log(environment)
+    names = [n["metadata"]["name"] for n in kube.items(api, "Namespace", None, OURS)]
+    assert namespace not in names
+    assert labelled(api, None, f"preview-portal/environment={environment.env_key}") == []
+
+
+INVALID_PORT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  template:
+    spec:
+      containers:
+      - name: web
+        ports: [{containerPort: 99999}]
+"""
+
+
+def test_invalid_base_manifest_is_refused_with_the_api_servers_message(
+        kubernetes_runtime, demo_project, pool_of, developer, api):
+    demo_project.base_manifests = INVALID_PORT
+    demo_project.save()
+    pool_of(1)
+    environment = launch(demo_project, "main", developer)
+
+    assert environment.status == EnvironmentStatus.FAILED
+    assert "refused as invalid by the API server" in environment.status_detail
+    assert "containerPort: Invalid value: 99999" in environment.status_detail
+    assert "(temporary" not in environment.status_detail  # retrying the same cannot help
+    # What was applied before the refusal is found by its labels and torn down.
+    assert "Secret db-" + environment.env_key[:12] in labelled(api, kubernetes_runtime)
+    services.teardown(environment, actor=developer, interface=Interface.CLI)
+    assert labelled(api, kubernetes_runtime) == []
+
+
+def test_base_manifest_of_an_unmanaged_kind_is_refused_before_anything_is_applied(
+        kubernetes_runtime, demo_project, pool_of, developer, api):
+    demo_project.base_manifests = "apiVersion: v1\nkind: Pod\nmetadata: {name: stray}\n"
+    demo_project.save()
+    pool_of(1)
+    environment = launch(demo_project, "main", developer)
+
+    assert environment.status == EnvironmentStatus.FAILED
+    assert "v1/Pod is not a kind the portal manages" in environment.status_detail
+    assert labelled(api, kubernetes_runtime) == []
+
+
+BASE_WITH_CONFIG = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, labels: {team: shop}}
+data: {GREETING: hello}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        envFrom: [{configMapRef: {name: settings}}]
+        env: [{name: LOG_LEVEL, value: debug}]
+"""
+
+
+def test_project_base_manifests_get_the_same_transformations(
+        kubernetes_runtime, demo_project, pool_of, developer, api):
+    demo_project.base_manifests = BASE_WITH_CONFIG
+    demo_project.save()
+    pool_of(1)
+    environment = launch(demo_project, "main", developer)
+    key, namespace = environment.env_key, kubernetes_runtime
+
+    assert environment.runs.get().steps.get(name="rollout").status == StepStatus.SUCCEEDED
+    config = kube.resource(api, "ConfigMap").get(name=naming.object_name("settings", key),
+                                                 namespace=namespace).to_dict()
+    assert config["metadata"]["labels"] == {"team": "shop", **naming.labels(key)}
+    deployment = kube.resource(api, "Deployment").get(
+        name=naming.object_name("web", key), namespace=namespace).to_dict()
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["selector"]["matchLabels"] == naming.labels(key, "web")
+    assert deployment["spec"]["template"]["metadata"]["labels"]["app"] == "web"
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"].startswith("ghcr.io/preview-portal/demo-web:")
+    assert container["envFrom"] == [
+        {"configMapRef": {"name": naming.object_name("settings", key)}},
+        {"secretRef": {"name": naming.object_name("db", key)}},
+    ]
+    assert {"name": "LOG_LEVEL", "value": "debug"} in container["env"]
+
+
+def failing_base(mode: str = "", cpu: str = "50m") -> str:
+    """A web Deployment whose pod kwok drives into `mode` (see scripts/k8s-cluster)."""
+    labels = f"{{kwok.preview-portal.test/fail: {mode}}}" if mode else "{}"
+    return f"""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  template:
+    metadata: {{labels: {labels}}}
+    spec:
+      containers:
+      - name: web
+        resources: {{requests: {{cpu: "{cpu}"}}}}
+"""
+
+
+@pytest.mark.parametrize(("base", "reasons"), [
+    (failing_base(cpu="64"), ["Unschedulable: 0/1 nodes are available: 1 Insufficient cpu"]),
+    (failing_base("crash-loop"), ["CrashLoopBackOff", "event BackOff"]),
+    (failing_base("unready"), ["readiness probe failing", "event Unhealthy: Readiness probe"]),
+    (failing_base("image-pull"), ['ImagePullBackOff: Back-off pulling image "ghcr.io/',
+                                  "event Failed: Failed to pull image"]),
+], ids=["unschedulable", "crash-loop", "unready", "image-pull"])
+def test_failed_rollout_names_the_reason_from_pod_status_and_events(
+        settings, kubernetes_runtime, demo_project, pool_of, developer, base, reasons):
+    settings.PORTAL_READY_TIMEOUT = 4
+    demo_project.base_manifests = base
+    demo_project.save()
+    pool_of(1)
+    environment = launch(demo_project, "main", developer)
+
+    assert environment.status == EnvironmentStatus.FAILED
+    web = naming.object_name("web", environment.env_key)
+    assert f"{web} not rolled out after 4 s" in environment.status_detail
+    for reason in reasons:
+        assert reason in environment.status_detail
+        assert reason in run_log(environment)  # shown live, before the timeout
+
+
+def test_reconcile_lists_then_removes_orphans_and_keeps_live_environments(
+        launched, kubernetes_runtime, api):
+    orphan_key = naming.env_key("deleted/long-ago")
+    kube.resource(api, "ConfigMap").create(namespace=kubernetes_runtime, body={
+        "metadata": {"name": naming.object_name("leftover", orphan_key),
+                     "labels": naming.labels(orphan_key)},
+    })
+    out = StringIO()
+    call_command("reconcile", "--dry-run", stdout=out)
+    listed = out.getvalue()
+    assert f"orphan {orphan_key}:" in listed
+    assert launched.env_key not in listed
+    assert kube.items(api, "ConfigMap", kubernetes_runtime, OURS)  # still there
+
+    call_command("reconcile", stdout=StringIO())
+    assert labelled(api, kubernetes_runtime, f"preview-portal/environment={orphan_key}") == []
+    assert len(kube.items(api, "Deployment", kubernetes_runtime, OURS)) == 2  # the live one's
+    out = StringIO()
+    call_command("reconcile", "--dry-run", stdout=out)
+    assert "no orphans" in out.getvalue()
+
+
+class _Unavailable(http.server.BaseHTTPRequestHandler):
+    calls = 0
+
+    def do_GET(self) -> None:
+        type(self).calls += 1
+        body = json.dumps({"kind": "Status", "message": "etcd leader changed"}).encode()
+        self.send_response(503)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def unavailable_api(tmp_path: Path) -> Iterator[Path]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Unavailable)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+    }))
+    _Unavailable.calls = 0
+    yield kubeconfig
+    server.shutdown()
+
+
+def test_server_errors_are_retried_a_bounded_number_of_times_then_reported_retryable(
+        settings, unavailable_api: Path):
+    settings.PORTAL_RUNTIME = "kubernetes"
+    settings.PORTAL_KUBECONFIG = str(unavailable_api)
+    with pytest.raises(BackendError) as raised:
+        get("runtime").logs(naming.env_key("main"), "web")
+    assert raised.value.retryable
+    assert "503" in str(raised.value) and "etcd leader changed" in str(raised.value)
+    assert _Unavailable.calls == ATTEMPTS
