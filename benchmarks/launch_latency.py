@@ -49,7 +49,7 @@ def seconds(step: dict) -> float:
     return (datetime.fromisoformat(step["finished_at"]) - start).total_seconds()
 
 
-def one_launch(portal: Portal, token: str, branch: str) -> tuple[float, float]:
+def one_launch(portal: Portal, token: str, branch: str) -> tuple[float, dict[str, float]]:
     started = time.monotonic()
     environment = call(portal, token, "POST", "/environments",
                        {"project": "demo", "branch": branch})
@@ -57,11 +57,13 @@ def one_launch(portal: Portal, token: str, branch: str) -> tuple[float, float]:
     total = time.monotonic() - started
     if environment["status"] != "ready":
         raise RuntimeError(f"{branch}: {environment['status']} {environment['status_detail']}")
-    deploy = environment["runs"][0]  # newest first
-    rollout = next(s for s in deploy["steps"] if s["name"] == "rollout")
+    while environment["runs"][0]["status"] == "running":  # notify follows "ready"
+        time.sleep(0.05)
+        environment = call(portal, token, "GET", f"/environments/{environment['id']}")
+    steps = {step["name"]: seconds(step) for step in environment["runs"][0]["steps"]}
     call(portal, token, "DELETE", f"/environments/{environment['id']}")
     wait_for(portal, token, environment["id"], {"torn_down"})
-    return total, seconds(rollout)
+    return total, steps
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -78,11 +80,12 @@ def main() -> None:
         results = [one_launch(portal, token, BRANCHES[i % len(BRANCHES)])
                    for i in range(args.launches)]
     totals = [t for t, _ in results]
-    starts = [s for _, s in results]
-    overheads = [t - s for t, s in results]
+    starts = [steps["rollout"] for _, steps in results]
+    rows = [("request -> ready", totals), ("app start (rollout)", starts),
+            ("portal overhead", [t - s for t, s in zip(totals, starts, strict=True)])]
+    rows += [(f"step {name}", [steps[name] for _, steps in results]) for name in results[0][1]]
     print(f"launches: {len(results)} (local runtime, sqlite pool, 2 components each)")
-    for name, values in (("request -> ready", totals), ("app start (rollout)", starts),
-                         ("portal overhead", overheads)):
+    for name, values in rows:
         print(f"{name:>20}: p50 {percentile(values, 0.5):.3f}s  p95 {percentile(values, 0.95):.3f}s"
               f"  mean {statistics.mean(values):.3f}s")
 
