@@ -7,9 +7,9 @@ from contextlib import suppress
 
 from django.utils import timezone
 
-from environments import pipeline, services
+from environments import pipeline, reconciler, services
 from environments.backends import BackendError, get
-from environments.models import DbSlot, SlotState
+from environments.models import DbSlot, Interface, SlotState
 from portal import logs
 
 
@@ -45,3 +45,8 @@ def expire_environments() -> None:
         with suppress(BackendError):  # the banner on its page warns all the same
             notifier.send(pipeline.expiry_notice(environment))
     services.expire(now)
+
+
+def reconcile() -> None:
+    """Fix what drifted from what the portal believes (a django-q2 schedule, every minute)."""
+    reconciler.run_pass(dry_run=False, actor=None, interface=Interface.SYSTEM)
