@@ -250,14 +250,15 @@ def extend(environment: Environment, *, actor: User, interface: str, hours: floa
     _push_expiry(environment, hours, actor, interface)
 
 
-def extend_for_github_user(environment: Environment, *, login: str, hours: float) -> None:
+def extend_for_github_user(environment: Environment, *, login: str, hours: float) -> bool:
     """Extend on behalf of a GitHub user the webhook found to have write access to the
-    repository: no portal user did it, so the audit log names the login."""
-    _push_expiry(environment, hours, None, Interface.WEBHOOK, github_login=login)
+    repository: no portal user did it, so the audit log names the login. True when the cap
+    cut the extension short."""
+    return _push_expiry(environment, hours, None, Interface.WEBHOOK, github_login=login)
 
 
 def _push_expiry(environment: Environment, hours: float, actor: User, interface: str,
-                 **detail: Any) -> None:
+                 **detail: Any) -> bool:
     if not environment.is_active or environment.status == EnvironmentStatus.TEARING_DOWN:
         raise Refused("the environment is going away; launch it again instead", 409)
     now = timezone.now()
@@ -268,6 +269,7 @@ def _push_expiry(environment: Environment, hours: float, actor: User, interface:
     environment.expires_at = expires
     audit(actor, interface, "extend", environment, hours=hours, expires_at=expires.isoformat(),
           **detail)
+    return expires == cap
 
 
 def set_pinned(environment: Environment, pinned: bool, *, actor: User, interface: str) -> None:

@@ -7,7 +7,7 @@ from contextlib import suppress
 
 from django.utils import timezone
 
-from environments import pipeline, reconciler, services
+from environments import github_status, pipeline, reconciler, services
 from environments.backends import BackendError, get
 from environments.models import DbSlot, Interface, SlotState
 from portal import logs
@@ -42,8 +42,11 @@ def expire_environments() -> None:
     now = timezone.now()
     notifier = get("notify")
     for environment in services.expiring_soon(now):
-        with suppress(BackendError):  # the banner on its page warns all the same
+        # The banner on its page warns all the same.
+        with suppress(BackendError):
             notifier.send(pipeline.expiry_notice(environment))
+        with suppress(BackendError):
+            github_status.warn_expiry(environment)
     services.expire(now)
 
 
