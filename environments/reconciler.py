@@ -32,6 +32,8 @@ from environments.models import (
 
 logger = logging.getLogger("preview_portal.reconciler")
 Log = Callable[[str], None]
+# Passes run every minute: older ones go (their fixes stay in the audit log).
+KEEP_PASSES = timedelta(days=7)
 
 # The kinds of finding, as the Health page and the audit log name them.
 ORPHAN = "orphan"  # runtime objects / processes / worktrees of no live environment
@@ -40,6 +42,7 @@ RESET = "reset_lost"
 DNS = "dns_of_torn_down"
 CLAIM = "claim_expired"
 WAITING = "waiting_with_free_slot"
+UNREADABLE = "unreadable"  # a backend could not be read: only reported
 
 
 @dataclass
@@ -66,13 +69,14 @@ def run_pass(*, dry_run: bool, actor: services.User, interface: str,
             findings += find(started)
         except BackendError as exc:  # one backend down must not hide the other findings
             log(f"{find.__name__}: {exc}")
-            findings.append(Finding("unreadable", find.__name__, f"failed: {exc}", fix=None))
+            findings.append(Finding(UNREADABLE, find.__name__, f"failed: {exc}", fix=None))
     for finding in findings:
         log(f"{finding.kind} {finding.subject}: {finding.action}")
         for line in finding.detail:
             log(f"  {line}")
         if not dry_run and finding.fix is not None:
             _fix(finding, finding.fix, actor, interface)
+    ReconcilePass.objects.filter(started_at__lt=started - KEEP_PASSES).delete()
     return ReconcilePass.objects.create(
         started_at=started, finished_at=timezone.now(), dry_run=dry_run, interface=interface,
         findings=[finding.as_json() for finding in findings],

@@ -514,17 +514,21 @@ def release_slot(environment: Environment) -> DbSlot | None:
     slot = DbSlot.objects.filter(environment=environment).first()
     if slot is None:
         return None
-    DbSlot.objects.filter(pk=slot.pk, environment=environment).update(
+    # Conditional: of two releases at once (a teardown and the reconciler), one asks for the
+    # reset; two resets at once could leave the slot free with a password not its own.
+    if DbSlot.objects.filter(pk=slot.pk, environment=environment).update(
         state=SlotState.RESETTING, environment=None, leased_at=None,
         resetting_since=timezone.now(),
-    )
-    enqueue_slot_reset(slot.pk)
+    ):
+        enqueue_slot_reset(slot.pk)
     return slot
 
 
 def ask_reset_again(slot: DbSlot) -> None:
-    """A reset that was asked for and never ran (its task was lost): ask once more."""
-    if DbSlot.objects.filter(pk=slot.pk, state=SlotState.RESETTING, error="").update(
+    """A reset that was asked for and never ran (its task was lost): ask once more, unless
+    someone else just did (the same compare-and-set as release_slot's)."""
+    if DbSlot.objects.filter(pk=slot.pk, state=SlotState.RESETTING, error="",
+                             resetting_since=slot.resetting_since).update(
         resetting_since=timezone.now()
     ):
         enqueue_slot_reset(slot.pk)

@@ -185,3 +185,13 @@ def test_the_schedule_exists_after_migrate():
 def test_a_dns_backend_that_cannot_list_is_skipped(demo_project, monkeypatch):
     monkeypatch.setattr(type(get("dns")), "records", lambda self: None)
     assert reconciler.find_dns_of_torn_down(timezone.now()) == []
+
+
+def test_passes_older_than_a_week_are_dropped(db):
+    old = ReconcilePass.objects.create(interface=Interface.SYSTEM,
+                                       started_at=timezone.now() - timedelta(days=8))
+    recent = ReconcilePass.objects.create(interface=Interface.SYSTEM,
+                                          started_at=timezone.now() - timedelta(days=6))
+    reconciler.run_pass(dry_run=True, actor=None, interface=Interface.CLI)
+    assert not ReconcilePass.objects.filter(pk=old.pk).exists()
+    assert ReconcilePass.objects.filter(pk=recent.pk).exists()
