@@ -5,6 +5,7 @@ the minutes went. Only with PORTAL_GITHUB_TOKEN, for environments of a pull requ
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 from django.conf import settings
 from django.utils import timezone
@@ -14,23 +15,30 @@ from environments.backends.github import GitHub
 from environments.models import Environment, EnvironmentStatus, Run, RunKind, RunStatus
 
 Log = Callable[[str], None]
+EXTEND_COMMAND = "/preview extend"  # a reply on the pull request (environments.webhooks)
 FENCE = "`" * 3  # opens and closes a markdown code block
 # What the comment's timing table shows: label, step (None: queue, run created → first step).
 TIMED_STEPS = (("queue", None), ("lease", "lease_db"), ("apply", "apply"),
                ("rollout", "rollout"), ("smoke", "smoke"))
 
 
+def client() -> GitHub | None:
+    """The API, or None without PORTAL_GITHUB_TOKEN (the portal then tells GitHub nothing)."""
+    token = settings.PORTAL_GITHUB_TOKEN
+    return GitHub(settings.PORTAL_GITHUB_API_URL, token) if token else None
+
+
 def publish(run: Run, page_url: str, log: Log) -> None:
     """Tell the pull request where the run stands. GitHub's errors go to `log` only: a deploy
     never fails because GitHub could not be told."""
-    if not settings.PORTAL_GITHUB_TOKEN:
+    github = client()
+    if github is None:
         return
     environment = Environment.objects.select_related("project").get(pk=run.environment_id)
     repository = environment.project.github_repository
     if not (environment.pull_request and repository):
         return
     run = Run.objects.prefetch_related("steps").get(pk=run.pk)
-    github = GitHub(settings.PORTAL_GITHUB_API_URL, settings.PORTAL_GITHUB_TOKEN)
     if run.kind != RunKind.TEARDOWN:  # a closed pull request keeps its last verdict
         state, target, description = status_of(run, environment, page_url)
         _attempt(log, "commit status", lambda: github.set_status(
@@ -41,6 +49,37 @@ def publish(run: Run, page_url: str, log: Log) -> None:
         return  # the comment shows the pull request's newer environment now
     body = comment_body(run, environment, page_url)
     _attempt(log, "pull-request comment", lambda: _comment(github, environment, body))
+
+
+def warn_expiry(environment: Environment) -> None:
+    """A new comment (so the pull request's people are notified) saying when the environment
+    expires and how to extend it from there; BackendError when GitHub refuses."""
+    github = client()
+    repository = environment.project.github_repository
+    if github is None or not (environment.pull_request and repository):
+        return
+    github.create_comment(repository, environment.pull_request, expiry_warning(environment))
+
+
+def expiry_warning(environment: Environment) -> str:
+    return (
+        f"⏳ The preview of {_code(environment.branch)} ({_code(environment.project.name)}) "
+        f"expires at **{when(environment.expires_at)}** and is torn down then.\n\n"
+        f"To keep it, reply `{EXTEND_COMMAND} 2d` (or `12h`, `3d`: hours or days, at most "
+        f"{hours_text(settings.PORTAL_ENV_MAX_TTL_HOURS)} from now); it takes someone with write "
+        "access to the repository.\n"
+    )
+
+
+def when(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else "(no expiry)"
+
+
+def hours_text(hours: float) -> str:
+    if hours >= 24 and hours % 24 == 0:
+        days = int(hours // 24)
+        return f"{days} day{'s' if days != 1 else ''}"
+    return f"{hours:g} hour{'s' if hours != 1 else ''}"
 
 
 def _superseded(environment: Environment) -> bool:

@@ -356,6 +356,10 @@ class DbSlot(models.Model):
     secret = models.TextField(blank=True, help_text="The slot user's password, sealed.")
     seeded = models.BooleanField(default=False)
     error = models.TextField(blank=True)
+    resetting_since = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When the reset was last asked for: the reconciler asks again for one lost.",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -402,6 +406,24 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.actor_name} {self.action}"
+
+
+class ReconcilePass(models.Model):
+    """One comparison of what the portal believes with what exists (environments.reconciler)."""
+
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    dry_run = models.BooleanField(default=False)
+    interface = models.CharField(max_length=20, choices=Interface.choices)
+    findings = models.JSONField(
+        default=list, blank=True, help_text="[{kind, subject, action}], in the order found."
+    )
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"reconcile pass {self.started_at:%Y-%m-%d %H:%M}: {len(self.findings)} findings"
 
 
 class UserQuota(models.Model):

@@ -14,6 +14,7 @@ EXTEND = "extend"  # developers only their own environments (checked in services
 PIN = "pin"
 MANAGE_POOL = "manage_pool"
 MANAGE_PROJECTS = "manage_projects"
+HEALTH = "health"  # the reconciler's findings, and running a pass
 
 ALLOWED: dict[str, frozenset[str]] = {
     VIEW: frozenset({DEVELOPER, QA, ADMIN}),
@@ -25,6 +26,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     PIN: frozenset({ADMIN}),
     MANAGE_POOL: frozenset({ADMIN}),
     MANAGE_PROJECTS: frozenset({ADMIN}),
+    HEALTH: frozenset({ADMIN}),
 }
 
 

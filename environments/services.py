@@ -247,6 +247,18 @@ def extend(environment: Environment, *, actor: User, interface: str, hours: floa
     """Push expiry `hours` further (from now if it already passed), up to the cap."""
     if not (roles.can(actor, roles.PIN) or environment.owner_id == getattr(actor, "pk", None)):
         raise Refused("only the environment's owner or an admin may extend it", 403)
+    _push_expiry(environment, hours, actor, interface)
+
+
+def extend_for_github_user(environment: Environment, *, login: str, hours: float) -> bool:
+    """Extend on behalf of a GitHub user the webhook found to have write access to the
+    repository: no portal user did it, so the audit log names the login. True when the cap
+    cut the extension short."""
+    return _push_expiry(environment, hours, None, Interface.WEBHOOK, github_login=login)
+
+
+def _push_expiry(environment: Environment, hours: float, actor: User, interface: str,
+                 **detail: Any) -> bool:
     if not environment.is_active or environment.status == EnvironmentStatus.TEARING_DOWN:
         raise Refused("the environment is going away; launch it again instead", 409)
     now = timezone.now()
@@ -255,7 +267,9 @@ def extend(environment: Environment, *, actor: User, interface: str, hours: floa
     expires = min(start + timedelta(hours=hours), cap)
     Environment.objects.filter(pk=environment.pk).update(expires_at=expires, warned_at=None)
     environment.expires_at = expires
-    audit(actor, interface, "extend", environment, hours=hours, expires_at=expires.isoformat())
+    audit(actor, interface, "extend", environment, hours=hours, expires_at=expires.isoformat(),
+          **detail)
+    return expires == cap
 
 
 def set_pinned(environment: Environment, pinned: bool, *, actor: User, interface: str) -> None:
@@ -500,11 +514,24 @@ def release_slot(environment: Environment) -> DbSlot | None:
     slot = DbSlot.objects.filter(environment=environment).first()
     if slot is None:
         return None
-    DbSlot.objects.filter(pk=slot.pk, environment=environment).update(
-        state=SlotState.RESETTING, environment=None, leased_at=None
-    )
-    enqueue_slot_reset(slot.pk)
+    # Conditional: of two releases at once (a teardown and the reconciler), one asks for the
+    # reset; two resets at once could leave the slot free with a password not its own.
+    if DbSlot.objects.filter(pk=slot.pk, environment=environment).update(
+        state=SlotState.RESETTING, environment=None, leased_at=None,
+        resetting_since=timezone.now(),
+    ):
+        enqueue_slot_reset(slot.pk)
     return slot
+
+
+def ask_reset_again(slot: DbSlot) -> None:
+    """A reset that was asked for and never ran (its task was lost): ask once more, unless
+    someone else just did (the same compare-and-set as release_slot's)."""
+    if DbSlot.objects.filter(pk=slot.pk, state=SlotState.RESETTING, error="",
+                             resetting_since=slot.resetting_since).update(
+        resetting_since=timezone.now()
+    ):
+        enqueue_slot_reset(slot.pk)
 
 
 def finish_slot_reset(slot: DbSlot, secret: str = "", error: str = "") -> None:
@@ -529,11 +556,27 @@ def retry_failed_resets() -> int:
 
 def wake_queued() -> None:
     """Hand freed slots to the oldest queued environments."""
+    for run in runs_to_wake():
+        enqueue_run(run.pk)
+
+
+def runs_to_wake() -> list[Run]:
+    """The waiting run of each of the oldest queued environments, one per free slot (two
+    queries, however long the queue)."""
     free = DbSlot.objects.filter(state=SlotState.FREE).count()
-    for environment in Environment.objects.queued_oldest_first()[:free]:
-        run = environment.runs.filter(status=RunStatus.WAITING).order_by("id").first()
-        if run:
-            enqueue_run(run.pk)
+    if not free:
+        return []
+    waiting = Run.objects.filter(
+        status=RunStatus.WAITING, environment__status=EnvironmentStatus.QUEUED
+    ).select_related("environment__project").order_by(
+        "environment__queued_at", "environment_id", "id"
+    )
+    first_of_each: dict[int, Run] = {}
+    for run in waiting:
+        first_of_each.setdefault(run.environment_id, run)
+        if len(first_of_each) == free:
+            break
+    return list(first_of_each.values())
 
 
 def queue_position(environment: Environment) -> int | None:

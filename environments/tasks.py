@@ -7,9 +7,9 @@ from contextlib import suppress
 
 from django.utils import timezone
 
-from environments import pipeline, services
+from environments import github_status, pipeline, reconciler, services
 from environments.backends import BackendError, get
-from environments.models import DbSlot, SlotState
+from environments.models import DbSlot, Interface, SlotState
 from portal import logs
 
 
@@ -42,6 +42,14 @@ def expire_environments() -> None:
     now = timezone.now()
     notifier = get("notify")
     for environment in services.expiring_soon(now):
-        with suppress(BackendError):  # the banner on its page warns all the same
+        # The banner on its page warns all the same.
+        with suppress(BackendError):
             notifier.send(pipeline.expiry_notice(environment))
+        with suppress(BackendError):
+            github_status.warn_expiry(environment)
     services.expire(now)
+
+
+def reconcile() -> None:
+    """Fix what drifted from what the portal believes (a django-q2 schedule, every minute)."""
+    reconciler.run_pass(dry_run=False, actor=None, interface=Interface.SYSTEM)

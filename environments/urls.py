@@ -19,5 +19,7 @@ urlpatterns = [
          name="environment_logs"),
     path("pool", views.pool, name="pool"),
     path("pool/resize", views.pool_resize, name="pool_resize"),
+    path("health", views.health, name="health"),
+    path("health/reconcile", views.health_reconcile, name="health_reconcile"),
     path("reports/<path:key>", views.report, name="report"),
 ]

@@ -20,7 +20,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from environments import git, roles, services
+from environments import git, reconciler, roles, services
 from environments import metrics as portal_metrics
 from environments.api import MAX_POOL_SIZE
 from environments.backends import BackendError, get
@@ -32,6 +32,7 @@ from environments.models import (
     EnvironmentStatus,
     Interface,
     Project,
+    ReconcilePass,
     Run,
     RunKind,
     RunStep,
@@ -44,6 +45,7 @@ FILTERS = ("project", "status", "branch", "owner")
 RUNS_SHOWN = 20
 AUDIT_SHOWN = 50
 LOG_LINES = 200
+PASSES_SHOWN = 10
 EXTEND_HOURS = (24.0, 72.0, 168.0)
 # A resetting slot whose reset failed: out of rotation until the scheduled retry works.
 BROKEN = "broken"
@@ -416,6 +418,30 @@ def _requested_size(request: HttpRequest) -> int:
     if not 0 <= size <= MAX_POOL_SIZE:
         raise services.Refused(f"the pool size must be a whole number from 0 to {MAX_POOL_SIZE}")
     return size
+
+
+# Health: the reconciler's last pass.
+
+@require_GET
+@requires(roles.HEALTH)
+def health(request: HttpRequest) -> HttpResponse:
+    recent = list(ReconcilePass.objects.all()[:PASSES_SHOWN])
+    return render(request, "environments/health.html", {
+        "last": recent[0] if recent else None, "recent": recent,
+    })
+
+
+@require_POST
+@requires(roles.HEALTH)
+def health_reconcile(request: HttpRequest) -> HttpResponse:
+    done = reconciler.run_pass(dry_run=False, actor=request.user, interface=Interface.WEB)
+    failed = sum(f["action"].startswith("failed:") for f in done.findings)
+    fixed = len(done.findings) - failed
+    if failed:
+        messages.error(request, f"reconcile pass: {fixed} fixed, {failed} failed")
+    else:
+        messages.success(request, f"reconcile pass: {fixed} finding(s) fixed")
+    return redirect("health")
 
 
 # Reports.

@@ -1,4 +1,5 @@
-"""POST /webhooks/github: pull requests launch, redeploy and tear down their environments.
+"""POST /webhooks/github: pull requests launch, redeploy and tear down their environments, and
+a reply `/preview extend 2d` on a pull request extends its environment.
 
 Nothing of a delivery is parsed before its signature checks out. To know which project's secret
 applies one would have to read the repository from the body, so instead the raw body is checked
@@ -16,6 +17,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,12 +27,22 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from environments import crypto, services
+from environments import crypto, github_status, services
+from environments.backends import BackendError
+from environments.backends.github import GitHub
 from environments.models import Environment, Interface, Project, WebhookDelivery
 
 logger = logging.getLogger("preview_portal.webhooks")
 
 DEPLOY_ACTIONS = frozenset({"opened", "reopened", "ready_for_review", "synchronize"})
+# `/preview extend 2d`: hours or days; the number's length only keeps the arithmetic sane, the
+# cap (PORTAL_ENV_MAX_TTL_HOURS) is what limits the extension.
+EXTEND = re.compile(re.escape(github_status.EXTEND_COMMAND) + r"\b[ \t]*(?P<amount>\S*)")
+AMOUNT = re.compile(r"(?P<number>[1-9]\d{0,4})(?P<unit>[hd])")
+WRITE_ACCESS = frozenset({"admin", "maintain", "write"})
+# What GitHub allows in a user's login; anything else (a bot's "name[bot]") has no write access
+# to check and must not reach a URL path.
+LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
 
 
 @dataclass(frozen=True)
@@ -53,6 +65,15 @@ class PullRequest:
     sha: str
     draft: bool
     from_fork: bool
+
+
+@dataclass(frozen=True)
+class PullRequestComment:
+    repository: str
+    number: int
+    action: str
+    body: str
+    login: str
 
 
 @csrf_exempt
@@ -137,6 +158,8 @@ def handle(event: str, delivery_id: str, payload: dict[str, Any], trust: Trust) 
     if WebhookDelivery.objects.filter(delivery_id=delivery_id).exists():
         return _duplicate(delivery_id)
     pull_request = _pull_request(payload) if event == "pull_request" else None
+    comment = _pull_request_comment(payload) if event == "issue_comment" else None
+    number = pull_request.number if pull_request else comment.number if comment else None
     with transaction.atomic():
         try:
             with transaction.atomic():
@@ -144,7 +167,7 @@ def handle(event: str, delivery_id: str, payload: dict[str, Any], trust: Trust) 
                     delivery_id=delivery_id, event=event,
                     action=str(payload.get("action") or "")[:50],
                     repository=_repository(payload).lower()[:200],
-                    pull_request=pull_request.number if pull_request else None,
+                    pull_request=number,
                 )
         except IntegrityError:  # the same delivery, concurrently
             return _duplicate(delivery_id)
@@ -152,6 +175,8 @@ def handle(event: str, delivery_id: str, payload: dict[str, Any], trust: Trust) 
             status, result = 200, _pong(payload)
         elif pull_request is not None:
             status, result = _on_pull_request(pull_request, trust, delivery)
+        elif event == "issue_comment":
+            status, result = _on_comment(comment, trust)
         else:
             status, result = 200, {"status": "ignored", "detail": f"{event} events are not used"}
         WebhookDelivery.objects.filter(pk=delivery.pk).update(result=result)
@@ -177,16 +202,7 @@ def _pong(payload: dict[str, Any]) -> dict[str, Any]:
 
 def _on_pull_request(pull_request: PullRequest, trust: Trust,
                      delivery: WebhookDelivery) -> tuple[int, dict[str, Any]]:
-    projects = list(_projects(pull_request.repository))
-    if not projects:
-        raise services.Refused(
-            f"no project has github_repository {pull_request.repository!r}", 404,
-            {"repository": pull_request.repository})
-    trusted = [p for p in projects if trust.covers(p)]
-    if not trusted:
-        raise services.Refused(
-            f"the delivery is not signed with the secret of {pull_request.repository}'s "
-            "project", 403, {"repository": pull_request.repository})
+    trusted = _trusted_projects(pull_request.repository, trust)
     action = pull_request.action
     if action == "closed":
         act = _close
@@ -242,6 +258,86 @@ def _close(project: Project, pull_request: PullRequest) -> dict[str, Any]:
     return {"project": project.name, "environment": environment.pk}
 
 
+def _trusted_projects(repository: str, trust: Trust) -> list[Project]:
+    projects = list(_projects(repository))
+    if not projects:
+        raise services.Refused(f"no project has github_repository {repository!r}", 404,
+                               {"repository": repository})
+    trusted = [p for p in projects if trust.covers(p)]
+    if not trusted:
+        raise services.Refused(
+            f"the delivery is not signed with the secret of {repository}'s project", 403,
+            {"repository": repository})
+    return trusted
+
+
+# issue_comment events: `/preview extend <N>h|d` on a pull request.
+
+def _on_comment(comment: PullRequestComment | None,
+                trust: Trust) -> tuple[int, dict[str, Any]]:
+    command = EXTEND.match(comment.body.lstrip()) if comment else None
+    if comment is None or comment.action != "created" or command is None:
+        return 200, {"status": "ignored",
+                     "detail": f"only new `{github_status.EXTEND_COMMAND} <N>h|d` comments on "
+                               "pull requests are used"}
+    trusted = _trusted_projects(comment.repository, trust)
+    github = github_status.client()
+    if github is None:
+        raise services.Refused(
+            f"{github_status.EXTEND_COMMAND} needs PORTAL_GITHUB_TOKEN, to check the "
+            "commenter's access and to reply", 503)
+    status, result, reply = _extend(comment, command["amount"], trusted, github)
+    try:
+        github.create_comment(comment.repository, comment.number, f"@{comment.login} {reply}")
+    except BackendError as exc:
+        # Rolled back with the delivery: GitHub's "Redeliver" tries the whole command again.
+        raise services.Refused(f"could not reply on the pull request: {exc}", 502) from exc
+    return status, result | {"reply": reply}
+
+
+def _extend(comment: PullRequestComment, amount: str, projects: list[Project],
+            github: GitHub) -> tuple[int, dict[str, Any], str]:
+    """(HTTP status, result, reply on the pull request) of an extend command."""
+    found = AMOUNT.fullmatch(amount)
+    if found is None:
+        return 200, {"status": "refused"}, (
+            f"`{amount or '(nothing)'}` is not a duration: reply for example "
+            f"`{github_status.EXTEND_COMMAND} 2d`, `12h` or `3d`.")
+    if not _can_write(github, comment):
+        return 403, {"status": "refused"}, (
+            "only people with write access to the repository can extend its previews; "
+            "nothing was changed.")
+    environments = list(Environment.objects.active().filter(
+        project__in=projects, pull_request=comment.number).select_related("project"))
+    if not environments:
+        return 200, {"status": "ignored"}, "this pull request has no live preview to extend."
+    hours = int(found["number"]) * (24 if found["unit"] == "d" else 1)
+    lines = [_extend_one(environment, hours, comment.login) for environment in environments]
+    return 200, {"status": "accepted", "environments": [e.pk for e in environments]}, (
+        "\n".join(lines))
+
+
+def _can_write(github: GitHub, comment: PullRequestComment) -> bool:
+    if not LOGIN.fullmatch(comment.login):
+        return False
+    try:
+        return github.permission(comment.repository, comment.login) in WRITE_ACCESS
+    except BackendError as exc:
+        raise services.Refused(f"could not check {comment.login}'s access to "
+                               f"{comment.repository}: {exc}", 502) from exc
+
+
+def _extend_one(environment: Environment, hours: int, login: str) -> str:
+    name = f"`{environment.project.name}` preview"
+    try:
+        capped = services.extend_for_github_user(environment, login=login, hours=hours)
+    except services.Refused as refused:
+        return f"the {name} was not extended: {refused}."
+    cut = (f" (the most allowed: {github_status.hours_text(settings.PORTAL_ENV_MAX_TTL_HOURS)} "
+           "from now)" if capped else "")
+    return f"the {name} now expires at **{github_status.when(environment.expires_at)}**{cut}."
+
+
 # Reading payloads (valid JSON may still lack what GitHub always sends).
 
 def _projects(repository: str) -> QuerySet[Project]:
@@ -270,6 +366,21 @@ def _pull_request(payload: dict[str, Any]) -> PullRequest:
         repository=repository, number=number, action=_text(payload, "action"), branch=branch,
         sha=_text(payload, "pull_request", "head", "sha"),
         draft=_field(payload, "pull_request", "draft") is True, from_fork=from_fork,
+    )
+
+
+def _pull_request_comment(payload: dict[str, Any]) -> PullRequestComment | None:
+    """The comment, or None when it is on an issue (not a pull request)."""
+    if not isinstance(_field(payload, "issue", "pull_request"), dict):
+        return None
+    number = _field(payload, "issue", "number")
+    if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+        raise services.Refused("the payload has no issue number", 400)
+    body = _field(payload, "comment", "body")
+    return PullRequestComment(
+        repository=_text(payload, "repository", "full_name"), number=number,
+        action=_text(payload, "action"), body=body if isinstance(body, str) else "",
+        login=_text(payload, "comment", "user", "login"),
     )
 
 

@@ -198,6 +198,8 @@ PORTAL_GITHUB_API_URL = env.text("PORTAL_GITHUB_API_URL", "https://api.github.co
 # How long a worker's claim on a run lasts without a heartbeat (one is sent at every step);
 # after that another worker may take the run over and resume it.
 PORTAL_CLAIM_SECONDS = env.number("PORTAL_CLAIM_SECONDS", 120, minimum=0.1)
+# A slot reset asked for this long ago with no outcome was lost: the reconciler asks again.
+PORTAL_RESET_LOST_MINUTES = env.number("PORTAL_RESET_LOST_MINUTES", 10, minimum=0.01)
 PORTAL_SMOKE_ATTEMPTS = env.integer("PORTAL_SMOKE_ATTEMPTS", 3, minimum=1)
 # Seconds before the second smoke attempt, doubling for each further one (at most a minute).
 PORTAL_SMOKE_BACKOFF = env.number("PORTAL_SMOKE_BACKOFF", 5, minimum=0)

@@ -1,6 +1,6 @@
 """A local HTTP server speaking the GitHub REST endpoints the portal uses (commit statuses,
-issue comments), recording every call. It checks the token as GitHub does, and can be told to
-answer every call with an error."""
+issue comments, a collaborator's permission), recording every call. It checks the token as
+GitHub does, and can be told to answer every call with an error."""
 
 import json
 import re
@@ -15,6 +15,10 @@ TOKEN = "test-github-token"
 STATUS = re.compile(r"/repos/(?P<repo>[^/]+/[^/]+)/statuses/(?P<sha>[0-9a-f]{40})")
 NEW_COMMENT = re.compile(r"/repos/(?P<repo>[^/]+/[^/]+)/issues/(?P<number>\d+)/comments")
 COMMENT = re.compile(r"/repos/(?P<repo>[^/]+/[^/]+)/issues/comments/(?P<id>\d+)")
+PERMISSION = re.compile(r"/repos/(?P<repo>[^/]+/[^/]+)/collaborators/(?P<login>[^/]+)/permission")
+# GitHub's legacy `permission` of each role (role_name is the exact one).
+LEGACY = {"admin": "admin", "maintain": "write", "write": "write", "triage": "read",
+          "read": "read", "none": "none"}
 
 
 @dataclass
@@ -29,6 +33,7 @@ class FakeGitHub:
     url: str = ""
     calls: list[Call] = field(default_factory=list)
     comments: dict[int, str] = field(default_factory=dict)
+    roles: dict[str, str] = field(default_factory=dict)  # login → role on every repository
     fail_with: int | None = None
 
     def statuses(self) -> list[tuple[str, dict[str, Any]]]:
@@ -53,6 +58,11 @@ class FakeGitHub:
             comment_id = 1000 + len(self.comments)
             self.comments[comment_id] = body["body"]
             return 201, {"id": comment_id, "body": body["body"]}
+        found = PERMISSION.fullmatch(path)
+        if method == "GET" and found:
+            role = self.roles.get(found["login"], "read")  # a public repository: anyone reads
+            return 200, {"permission": LEGACY[role], "role_name": role,
+                         "user": {"login": found["login"]}}
         found = COMMENT.fullmatch(path)
         if method == "PATCH" and found and int(found["id"]) in self.comments:
             self.comments[int(found["id"])] = body["body"]
@@ -77,7 +87,7 @@ def fake_github() -> Iterator[FakeGitHub]:
             self.end_headers()
             self.wfile.write(data)
 
-        do_POST = do_PATCH = _serve
+        do_GET = do_POST = do_PATCH = _serve
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

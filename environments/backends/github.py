@@ -1,5 +1,6 @@
-"""GitHub's REST API: the one place the portal talks to it (commit statuses and pull-request
-comments), with the standard library: two endpoints need no SDK."""
+"""GitHub's REST API: the one place the portal talks to it (commit statuses, pull-request
+comments and a collaborator's permission), with the standard library: a few endpoints need no
+SDK."""
 
 from __future__ import annotations
 
@@ -51,9 +52,20 @@ class GitHub:
             return False
         return True
 
-    def _call(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    def permission(self, repository: str, login: str) -> str:
+        """The user's permission on the repository: admin, maintain, write, triage, read or
+        none (GitHub answers 404 for a login that is no user: none)."""
+        try:
+            answer = self._call("GET", f"/repos/{repository}/collaborators/{login}/permission")
+        except NotFound:
+            return "none"
+        # `permission` reads maintain as write and triage as read; `role_name` is exact.
+        return str(answer.get("role_name") or answer.get("permission") or "none")
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         request = urllib.request.Request(
-            self.api_url + path, method=method, data=json.dumps(body).encode(),
+            self.api_url + path, method=method,
+            data=None if body is None else json.dumps(body).encode(),
             headers={
                 "Authorization": f"Bearer {self.token}",
                 "Accept": "application/vnd.github+json",

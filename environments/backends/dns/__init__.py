@@ -13,3 +13,8 @@ class Dns(ABC):
     @abstractmethod
     def delete(self, hosts: list[str], log: Log) -> None:
         """Remove the records; a record that is already gone is not an error."""
+
+    def records(self) -> list[str] | None:
+        """The hosts this backend holds records for under PORTAL_BASE_DOMAIN, so the reconciler
+        can find those of torn-down environments; None: this backend cannot list them."""
+        return None

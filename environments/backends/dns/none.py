@@ -9,3 +9,6 @@ class NoDns(Dns):
 
     def delete(self, hosts: list[str], log: Log) -> None:
         log("DNS backend 'none': no records to delete")
+
+    def records(self) -> list[str]:
+        return []

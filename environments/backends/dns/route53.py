@@ -126,6 +126,20 @@ class Route53Dns(Dns):
         self._change([{"Action": "DELETE", "ResourceRecordSet": r} for r in found])
         log("Route53: deleted " + ", ".join(f"{r['Name']} {r['Type']}" for r in found))
 
+    def records(self) -> list[str]:
+        suffix = "." + self.base_domain
+        hosts: set[str] = set()
+        start: dict[str, str] = {}
+        while True:
+            answer = self._call(self.client.list_resource_record_sets,
+                                HostedZoneId=self.zone_id, **start)
+            hosts.update(_name(r) for r in answer["ResourceRecordSets"]
+                         if r["Type"] in OWN_TYPES and _name(r).endswith(suffix))
+            if not answer.get("IsTruncated"):
+                return sorted(hosts)
+            start = {"StartRecordName": answer["NextRecordName"],
+                     "StartRecordType": answer["NextRecordType"]}
+
     def record_to(self, target: str) -> dict[str, Any]:
         """The record (less its name) pointing at the load balancer's address."""
         try:
@@ -153,10 +167,8 @@ class Route53Dns(Dns):
     def _records_of(self, host: str) -> list[dict[str, Any]]:
         answer = self._call(self.client.list_resource_record_sets, HostedZoneId=self.zone_id,
                             StartRecordName=host, MaxItems="10")
-        # Route53 spells a name's * as \052.
         return [r for r in answer["ResourceRecordSets"]
-                if r["Name"].replace("\\052", "*").rstrip(".") == host
-                and r["Type"] in OWN_TYPES]
+                if _name(r) == host and r["Type"] in OWN_TYPES]
 
     def _change(self, changes: list[dict[str, Any]]) -> str:
         answer = self._call(self.client.change_resource_record_sets, HostedZoneId=self.zone_id,
@@ -206,6 +218,11 @@ def _same(found: dict[str, Any], wanted: dict[str, Any]) -> bool:
     values = [_host(r["Value"]) for r in found.get("ResourceRecords", [])]
     return (found.get("TTL") == wanted["TTL"]
             and values == [_host(r["Value"]) for r in wanted["ResourceRecords"]])
+
+
+def _name(record: dict[str, Any]) -> str:
+    # Route53 spells a name's * as \052.
+    return record["Name"].replace("\\052", "*").rstrip(".")
 
 
 def _host(name: str) -> str:
