@@ -10,7 +10,7 @@ export UV_PYTHON_DOWNLOADS := never
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint venv services k8s-cluster clean
+.PHONY: run test lint venv services k8s-cluster kustomize clean
 
 $(UV):
 	$(PYTHON) -m venv $(CACHE_DIR)/uv-$(UV_VERSION)
@@ -45,7 +45,15 @@ services:
 k8s-cluster:
 	$(PYTHON) scripts/k8s-cluster build
 
-test: venv services k8s-cluster lint
+# kustomize renders deploy/ for tests/test_deploy_manifests.py; built from the Go module proxy
+# (~20 s) once per version, cached under $(CACHE_DIR).
+KUSTOMIZE_VERSION := v5.5.0
+export KUSTOMIZE := $(CACHE_DIR)/kustomize-$(KUSTOMIZE_VERSION)/kustomize
+$(KUSTOMIZE):
+	GOBIN=$(dir $(KUSTOMIZE)) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+kustomize: $(KUSTOMIZE)
+
+test: venv services k8s-cluster kustomize lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
