@@ -29,9 +29,9 @@ lint: venv
 
 # What the tests run for real, from Debian's packages (root on CI; skipped when present):
 # Chromium for the browser test, MariaDB for the MySQL pool (each test run starts its own),
-# etcd for the test Kubernetes cluster.
+# etcd for the test Kubernetes cluster, Redis for the production-parity run's broker.
 DEBIAN_PACKAGES := /usr/bin/chromium:chromium /usr/sbin/mariadbd:mariadb-server \
-	/usr/bin/etcd:etcd-server
+	/usr/bin/etcd:etcd-server /usr/bin/redis-server:redis-server
 services:
 	@missing=""; for entry in $(DEBIAN_PACKAGES); do \
 	  [ -x "$${entry%%:*}" ] || missing="$$missing $${entry#*:}"; done; \
@@ -53,8 +53,11 @@ $(KUSTOMIZE):
 	GOBIN=$(dir $(KUSTOMIZE)) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 kustomize: $(KUSTOMIZE)
 
+# Then the pipeline, lease-concurrency and queue tests again as production runs the portal:
+# DATABASE_URL on a throwaway MariaDB, PORTAL_BROKER=redis on a throwaway redis-server.
 test: venv services k8s-cluster kustomize lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) scripts/parity-tests
 
 clean:
 	rm -rf var .pytest_cache .hypothesis
