@@ -53,7 +53,7 @@ $(KUSTOMIZE):
 	GOBIN=$(dir $(KUSTOMIZE)) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 kustomize: $(KUSTOMIZE)
 
-# Then the pipeline, lease-concurrency and queue tests again as production runs the portal:
+# Then the pipeline, lease-concurrency, queue and kill -9 tests again as production runs the portal:
 # DATABASE_URL on a throwaway MariaDB, PORTAL_BROKER=redis on a throwaway redis-server.
 test: venv services k8s-cluster kustomize lint
 	$(PY) -m pytest $(PYTEST_ARGS)
