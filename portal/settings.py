@@ -109,8 +109,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = VAR_DIR / "staticfiles"
-# Served from the source directories as they are, so the read-only image needs no collectstatic.
+# WhiteNoise serves static/ and the apps' files where they are (finders), so the read-only
+# image needs no collectstatic and no STATIC_ROOT (one it cannot find, it warns about).
 WHITENOISE_USE_FINDERS = True
 MEDIA_ROOT = VAR_DIR / "media"
 
