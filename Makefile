@@ -46,7 +46,7 @@ k8s-cluster:
 	$(PYTHON) scripts/k8s-cluster build
 
 # kustomize renders deploy/ for tests/test_deploy_manifests.py; built from the Go module proxy
-# (~20 s) once per version, cached under $(CACHE_DIR).
+# (~30 s cold) once per version, cached under $(CACHE_DIR).
 KUSTOMIZE_VERSION := v5.5.0
 export KUSTOMIZE := $(CACHE_DIR)/kustomize-$(KUSTOMIZE_VERSION)/kustomize
 $(KUSTOMIZE):
