@@ -10,7 +10,7 @@ export UV_PYTHON_DOWNLOADS := never
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint venv services k8s-cluster clean
+.PHONY: run test lint venv services k8s-cluster kustomize clean
 
 $(UV):
 	$(PYTHON) -m venv $(CACHE_DIR)/uv-$(UV_VERSION)
@@ -29,9 +29,9 @@ lint: venv
 
 # What the tests run for real, from Debian's packages (root on CI; skipped when present):
 # Chromium for the browser test, MariaDB for the MySQL pool (each test run starts its own),
-# etcd for the test Kubernetes cluster.
+# etcd for the test Kubernetes cluster, Redis for the production-parity run's broker.
 DEBIAN_PACKAGES := /usr/bin/chromium:chromium /usr/sbin/mariadbd:mariadb-server \
-	/usr/bin/etcd:etcd-server
+	/usr/bin/etcd:etcd-server /usr/bin/redis-server:redis-server
 services:
 	@missing=""; for entry in $(DEBIAN_PACKAGES); do \
 	  [ -x "$${entry%%:*}" ] || missing="$$missing $${entry#*:}"; done; \
@@ -45,8 +45,19 @@ services:
 k8s-cluster:
 	$(PYTHON) scripts/k8s-cluster build
 
-test: venv services k8s-cluster lint
+# kustomize renders deploy/ for tests/test_deploy_manifests.py; built from the Go module proxy
+# (~30 s cold) once per version, cached under $(CACHE_DIR).
+KUSTOMIZE_VERSION := v5.5.0
+export KUSTOMIZE := $(CACHE_DIR)/kustomize-$(KUSTOMIZE_VERSION)/kustomize
+$(KUSTOMIZE):
+	GOBIN=$(dir $(KUSTOMIZE)) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+kustomize: $(KUSTOMIZE)
+
+# Then the pipeline, lease-concurrency, queue and kill -9 tests again as production runs the portal:
+# DATABASE_URL on a throwaway MariaDB, PORTAL_BROKER=redis on a throwaway redis-server.
+test: venv services k8s-cluster kustomize lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) scripts/parity-tests
 
 clean:
 	rm -rf var .pytest_cache .hypothesis

@@ -40,6 +40,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # gunicorn serves no files: the CSS, htmx and admin assets come from here in production.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -81,6 +83,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file (not memory) so threads in a test share it; one per test process, so two test
     # runs on one checkout do not overwrite each other's.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-portal-{os.getpid()}.sqlite3")}
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
+    # Django's MySQL backend imports MySQLdb (mysqlclient, a C extension needing libmysqlclient
+    # to build); PyMySQL, already used by the pool, stands in for it in pure Python and reports
+    # a mysqlclient version Django accepts (2.2.x; it asks for 1.4.3 or newer).
+    from portal import mysqldb
+
+    mysqldb.install()
+    # Branch names hold emoji: 4-byte UTF-8 on the connection and in the test database.
+    DATABASES["default"]["OPTIONS"] = {"charset": "utf8mb4"}
+    DATABASES["default"]["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -97,7 +109,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = VAR_DIR / "staticfiles"
+# WhiteNoise serves static/ and the apps' files where they are (finders), so the read-only
+# image needs no collectstatic and no STATIC_ROOT (one it cannot find, it warns about).
+WHITENOISE_USE_FINDERS = True
 MEDIA_ROOT = VAR_DIR / "media"
 
 SESSION_COOKIE_HTTPONLY = True

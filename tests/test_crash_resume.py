@@ -1,7 +1,9 @@
 """Crash-resume: a worker SIGKILLed at every step boundary of deploy, redeploy and teardown (and
 once in the middle of a step) leaves a run that the next worker finishes, ending exactly where
 an undisturbed run ends: nothing duplicated, nothing leaked. Real processes, real git, a portal
-database on disk shared by the worker processes; the queue is django-q2's ORM broker."""
+database shared by the worker processes (a SQLite file, or in the parity run a database of each
+case's own on the MariaDB of DATABASE_URL); the queue is django-q2's ORM broker in that database.
+"""
 
 import json
 import shutil
@@ -9,11 +11,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 from environments import demo, git
 from environments.models import STEPS_BY_KIND, RunKind
+from tests import server_db
 from tests.live import ROOT, kill_previews, portal_env
 
 CLAIM_SECONDS = 0.5
@@ -40,8 +44,10 @@ CASES = [(kind, kill) for kind in EXPECTED for kill in boundaries(kind)]
 class Portal:
     """One portal database and var directory, driven by worker processes."""
 
-    def __init__(self, var: Path, older_commit: str = "") -> None:
-        self.env = portal_env(var, PORTAL_CLAIM_SECONDS=str(CLAIM_SECONDS))
+    def __init__(self, var: Path, older_commit: str = "", database_url: str = "") -> None:
+        # DATABASE_URL passes through as it is (SQLite under var/ when unset) unless given.
+        database = {"DATABASE_URL": database_url} if database_url else {}
+        self.env = portal_env(var, PORTAL_CLAIM_SECONDS=str(CLAIM_SECONDS), **database)
         self.older_commit = older_commit
 
     def call(self, *args: str, killed: bool = False) -> str:
@@ -62,12 +68,19 @@ class Portal:
         return json.loads(self.call(WORKER, "resume", str(env_id)).splitlines()[-1])
 
 
+class Template(NamedTuple):
+    root: Path
+    database: str  # its database on the server; "" when it is the SQLite file under var/
+
+
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     """A migrated portal with the demo project (main has two commits), a pool of two slots and
     an admin, copied for each case."""
     root = tmp_path_factory.mktemp("crash-template")
-    portal = Portal(root / "var")
+    server = server_db.server()
+    database, url = server_db.create(server, "crash_template") if server else ("", "")
+    portal = Portal(root / "var", database_url=url)
     portal.call("manage.py", "migrate", "-v0")
     portal.call("manage.py", "setup_demo", "--path", str(root / "repo"))
     repo = str(root / "repo")
@@ -78,24 +91,26 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     portal.call("manage.py", "pool", "ensure")
     portal.call("manage.py", "createsuperuser", "--noinput", "--username", "admin",
                 "--email", "admin@example.com")
-    return root
+    return Template(root, database)
 
 
-def copy_of(template: Path, var: Path) -> Portal:
-    shutil.copytree(template / "var", var)
-    older = git.run("-C", str(template / "repo"), "rev-parse", "main~1").strip()
-    return Portal(var, older)
+def copy_of(template: Template, var: Path) -> Portal:
+    shutil.copytree(template.root / "var", var)
+    server = server_db.server()
+    url = server_db.copy(server, template.database, "crash") if server else ""
+    older = git.run("-C", str(template.root / "repo"), "rev-parse", "main~1").strip()
+    return Portal(var, older, database_url=url)
 
 
 @pytest.fixture
-def portal(template: Path, tmp_path: Path):
+def portal(template: Template, tmp_path: Path):
     var = tmp_path / "crash-var"  # not "var": that one is the test's own (conftest)
     yield copy_of(template, var)
     kill_previews(var)
 
 
 @pytest.fixture(scope="module")
-def references(template: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+def references(template: Template, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     """Where an undisturbed run of each kind ends."""
     found = {}
     for kind in EXPECTED:

@@ -1,0 +1,85 @@
+"""Runs through the real task queue: two worker processes (`manage.py qcluster`, as deployed)
+take runs from the configured broker (ORM here; Redis in scripts/parity-tests) against the
+test database, and every run is carried out exactly once."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django_q.conf import Conf
+
+from environments import demo, services
+from environments.models import DbSlot, Environment, EnvironmentStatus, Interface, RunStatus
+from tests.live import ROOT, kill_previews, portal_env
+
+pytestmark = pytest.mark.django_db(transaction=True)
+TIMEOUT = 120
+
+
+def database_url() -> str:
+    """DATABASE_URL of the database this test runs on, for the worker processes."""
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    return f"mysql://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+@pytest.fixture
+def workers(monkeypatch: pytest.MonkeyPatch, isolated_var: Path) -> Iterator[None]:
+    monkeypatch.setattr(Conf, "SYNC", False)  # enqueue for real: the workers take it from here
+    queue = {"PORTAL_BROKER": settings.PORTAL_BROKER}
+    if settings.REDIS_URL:
+        queue["REDIS_URL"] = settings.REDIS_URL
+    env = portal_env(isolated_var, DATABASE_URL=database_url(), PORTAL_WORKERS="2",
+                     PORTAL_SMOKE_BACKOFF="0", **queue)
+    log = (isolated_var.parent / "qcluster.log").open("w+")
+    process = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        kill_previews(isolated_var)
+        log.close()
+
+
+def wait_for(done: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not done():
+        assert time.monotonic() < deadline, f"{what} not within {TIMEOUT} s"
+        time.sleep(0.3)
+
+
+def statuses(environments: list[Environment]) -> set[str]:
+    return set(Environment.objects.filter(pk__in=[e.pk for e in environments])
+               .values_list("status", flat=True))
+
+
+def test_two_workers_deploy_and_tear_down_through_the_broker(workers, demo_project, pool_of,
+                                                             developer):
+    pool_of(2)
+    branches = ("feature/checkout", demo.UNICODE_BRANCH)
+    launched = [services.launch(demo_project, branch, actor=developer, interface=Interface.CLI)
+                for branch in branches]
+    wait_for(lambda: statuses(launched) == {EnvironmentStatus.READY}, "both ready")
+    leased = DbSlot.objects.filter(environment__in=launched).values_list("name", flat=True)
+    assert len(set(leased)) == 2
+
+    for environment in launched:
+        environment.refresh_from_db()
+        services.teardown(environment, actor=developer, interface=Interface.CLI)
+    wait_for(lambda: statuses(launched) == {EnvironmentStatus.TORN_DOWN}, "both torn down")
+    for environment in launched:
+        runs = list(environment.runs.order_by("id").values_list("kind", "status"))
+        assert runs == [("deploy", RunStatus.SUCCEEDED), ("teardown", RunStatus.SUCCEEDED)]

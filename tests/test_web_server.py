@@ -1,0 +1,55 @@
+"""The web process as the image runs it: gunicorn, PORTAL_DEBUG off, static files included."""
+
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.live import ROOT, free_port, portal_env
+
+HOST = "portal.example"
+
+
+def fetch(url: str) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers={"Host": HOST})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.status, response.read()
+
+
+@pytest.fixture
+def gunicorn(tmp_path: Path):
+    port = free_port()
+    env = portal_env(tmp_path, PORTAL_DEBUG="0", PORTAL_SECRET_KEY="test-" + "x" * 50,
+                     PORTAL_ALLOWED_HOSTS=HOST)
+    log = (tmp_path / "gunicorn.log").open("w+")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "portal.wsgi:application",
+         f"--bind=127.0.0.1:{port}", "--workers=1"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            fetch(url + "/healthz")
+            break
+        except OSError:
+            assert process.poll() is None, Path(log.name).read_text()[-3000:]
+            assert time.monotonic() < deadline, "gunicorn did not answer within 30 s"
+            time.sleep(0.2)
+    yield url
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=30)
+    log.close()
+
+
+def test_gunicorn_serves_the_portal_and_its_static_files_without_debug(gunicorn):
+    assert fetch(gunicorn + "/healthz") == (200, b"ok\n")
+    for path in ("/static/js/htmx.min.js", "/static/css/portal.css",
+                 "/static/admin/css/base.css"):
+        status, body = fetch(gunicorn + path)
+        assert status == 200 and body, path
