@@ -15,6 +15,7 @@ from environments.models import (
     Project,
     Run,
     RunStep,
+    UserQuota,
     WebhookDelivery,
 )
 
@@ -41,7 +42,8 @@ class ProjectForm(forms.ModelForm):
     class Meta:
         model = Project
         fields = ("name", "repository", "github_repository", "seed_sql", "ttl_hours",
-                  "deploy_drafts", "deploy_forks")
+                  "max_live_environments", "deploy_drafts", "deploy_forks", "smoke",
+                  "base_manifests")
 
     def save(self, commit: bool = True) -> Project:
         project = super().save(commit=False)
@@ -63,7 +65,8 @@ class ProjectAdmin(admin.ModelAdmin):
     search_fields = ("name", "github_repository")
     inlines = [ComponentInline]
     fields = ("name", "repository", "github_repository", "seed_sql", "ttl_hours",
-              "base_manifests")
+              "max_live_environments", "deploy_drafts", "deploy_forks", "new_webhook_secret",
+              "clear_webhook_secret", "smoke", "base_manifests")
 
     @admin.display(boolean=True)
     def own_webhook_secret(self, project: Project) -> bool:
@@ -172,3 +175,12 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest,
                               obj: WebhookDelivery | None = None) -> bool:
         return False
+
+
+@admin.register(UserQuota)
+class UserQuotaAdmin(admin.ModelAdmin):
+    """Live environments a user may own, instead of PORTAL_QUOTA_PER_USER."""
+
+    list_display = ("user", "max_live_environments")
+    list_select_related = ("user",)
+    autocomplete_fields = ("user",)

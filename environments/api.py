@@ -187,6 +187,10 @@ class EnvironmentOut(Schema):
     expires_at: datetime | None
     pinned: bool
     queue_position: int | None
+    queue_free_by: datetime | None = Field(
+        None, description="Queued: when a DB slot frees at the latest (an expiry); in GET of "
+        "one environment only."
+    )
     runs: list[RunOut] = Field(
         description=f"Newest first: all of them for one environment, the {RUNS_LISTED} newest "
         "in lists."
@@ -294,6 +298,8 @@ def environment_json(environment: Environment, slot: str | None, queue_position:
         "created_at": environment.created_at, "updated_at": environment.updated_at,
         "expires_at": environment.expires_at, "pinned": environment.pinned,
         "queue_position": queue_position,
+        "queue_free_by": services.slot_free_by(queue_position)
+        if detail and queue_position else None,
         "runs": [run_json(r, detail) for r in runs], "smoke": smoke_json(runs),
         "links": links_json(environment),
     }

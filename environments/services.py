@@ -585,6 +585,16 @@ def queue_position(environment: Environment) -> int | None:
     return _waiting_ahead(environment) + 1
 
 
+def slot_free_by(position: int) -> datetime | None:
+    """When, at the latest, the slot for queue position `position` frees: leased slots come
+    back when their environments expire (pinned ones never do); a teardown is sooner."""
+    holders = DbSlot.objects.filter(state=SlotState.LEASED).values("environment_id")
+    expiries = Environment.objects.filter(
+        pk__in=holders, pinned=False, expires_at__isnull=False
+    ).order_by("expires_at").values_list("expires_at", flat=True)[position - 1:position]
+    return next(iter(expiries), None)
+
+
 def queue_positions() -> dict[int, int]:
     """queue_position of every queued environment in one query, for lists of environments."""
     queued = list(Environment.objects.queued_oldest_first().values_list("pk", "queued_at"))

@@ -90,3 +90,19 @@ def test_a_project_webhook_secret_is_write_only(staff_client, demo_project):
     assert Project.objects.get().webhook_secret == stored  # empty keeps it
     staff_client.post(url, {**form, "new_webhook_secret": "", "clear_webhook_secret": "on"})
     assert Project.objects.get().webhook_secret == ""
+
+
+def test_admins_set_quotas_smoke_and_manifests_of_a_project_and_a_users_quota(
+        staff_client, demo_project, developer):
+    from environments.models import UserQuota
+
+    page = staff_client.get(reverse("admin:environments_project_change",
+                                    args=[demo_project.pk])).content.decode()
+    added = staff_client.post(reverse("admin:environments_userquota_add"),
+                              {"user": developer.pk, "max_live_environments": 2})
+
+    for field in ("max_live_environments", "smoke", "base_manifests", "deploy_drafts",
+                  "deploy_forks", "new_webhook_secret"):
+        assert f'name="{field}"' in page
+    assert added.status_code == 302
+    assert UserQuota.objects.get(user=developer).max_live_environments == 2

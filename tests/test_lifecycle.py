@@ -148,3 +148,22 @@ def test_a_project_limit_applies_to_everyone(demo_project, pool_of, developer, a
         services.launch(demo_project, "feature/checkout", actor=admin, interface=Interface.API)
 
     assert "project demo has 1 live environments, its limit is 1" in str(refused.value)
+
+
+def test_a_queued_environment_shows_its_place_and_when_a_slot_frees_at_the_latest(
+        demo_project, pool_of, developer, client):
+    pool_of(1)
+    holder = launched(demo_project, "main", developer)
+    queued = launched(demo_project, "feature/checkout", developer)
+    client.force_login(developer)
+    token = tokens.create(developer)
+
+    page = client.get(f"/environments/{queued.pk}").content.decode()
+    answer = client.get(f"/api/v1/environments/{queued.pk}",
+                        HTTP_AUTHORIZATION=f"Bearer {token}").json()
+
+    assert queued.status == EnvironmentStatus.QUEUED
+    assert "#1 in the queue" in page
+    assert f"a DB slot frees by {holder.expires_at:%Y-%m-%d %H:%M} UTC at the latest" in page
+    assert answer["queue_position"] == 1
+    assert answer["queue_free_by"].startswith(holder.expires_at.strftime("%Y-%m-%dT%H:%M"))
