@@ -27,7 +27,10 @@ def die() -> None:
 
 
 def arm(args: argparse.Namespace) -> None:
+    from django.conf import settings
+
     from environments import pipeline, services
+    from environments.backends.runtime.kubernetes import KubernetesRuntime
     from environments.backends.runtime.local import LocalRuntime
 
     if args.kill_before:
@@ -36,15 +39,19 @@ def arm(args: argparse.Namespace) -> None:
     if args.kill_after_last:
         services.finish_run = lambda *a, **k: die()
     if args.kill_mid_apply:
-        start = LocalRuntime._start
-        started: list[None] = []
+        # Local: one component runs, the other never starts. Kubernetes: some objects are
+        # applied, the rest never are.
+        runtime = KubernetesRuntime if settings.PORTAL_RUNTIME == "kubernetes" else LocalRuntime
+        method = "_apply_one" if runtime is KubernetesRuntime else "_start"
+        original = getattr(runtime, method)
+        done: list[None] = []
 
-        def start_then_die(self, *a, **k) -> None:
-            if started:
-                die()  # one component runs, the other never starts
-            started.append(start(self, *a, **k))
+        def then_die(self, *a, **k) -> None:
+            if done:
+                die()
+            done.append(original(self, *a, **k))
 
-        LocalRuntime._start = start_then_die
+        setattr(runtime, method, then_die)
 
 
 def prepare(args: argparse.Namespace) -> None:
@@ -96,6 +103,7 @@ def state(env_id: int) -> None:
     from django.conf import settings
 
     from environments import git
+    from environments.backends import get
     from environments.models import DbSlot, Environment, SlotState
 
     environment = Environment.objects.get(pk=env_id)
@@ -111,6 +119,9 @@ def state(env_id: int) -> None:
                        .values_list("name", flat=True)),
         "free": DbSlot.objects.filter(state=SlotState.FREE).count(),
         "process_groups": processes_under(runtime_dir),
+        # What the runtime holds for it (local: its directory and processes; Kubernetes: its
+        # objects), counted: names carry pids and ports that differ from run to run.
+        "objects": len(get("runtime").inventory().get(environment.env_key, [])),
         "worktrees": len(list(worktrees.iterdir())) if worktrees.exists() else 0,
     }))
 

@@ -44,10 +44,12 @@ CASES = [(kind, kill) for kind in EXPECTED for kill in boundaries(kind)]
 class Portal:
     """One portal database and var directory, driven by worker processes."""
 
-    def __init__(self, var: Path, older_commit: str = "", database_url: str = "") -> None:
+    def __init__(self, var: Path, older_commit: str = "", database_url: str = "",
+                 **settings: str) -> None:
         # DATABASE_URL passes through as it is (SQLite under var/ when unset) unless given.
         database = {"DATABASE_URL": database_url} if database_url else {}
-        self.env = portal_env(var, PORTAL_CLAIM_SECONDS=str(CLAIM_SECONDS), **database)
+        self.env = portal_env(var, PORTAL_CLAIM_SECONDS=str(CLAIM_SECONDS), **database,
+                              **settings)
         self.older_commit = older_commit
 
     def call(self, *args: str, killed: bool = False) -> str:
@@ -94,12 +96,12 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     return Template(root, database)
 
 
-def copy_of(template: Template, var: Path) -> Portal:
+def copy_of(template: Template, var: Path, **settings: str) -> Portal:
     shutil.copytree(template.root / "var", var)
     server = server_db.server()
     url = server_db.copy(server, template.database, "crash") if server else ""
     older = git.run("-C", str(template.root / "repo"), "rev-parse", "main~1").strip()
-    return Portal(var, older, database_url=url)
+    return Portal(var, older, database_url=url, **settings)
 
 
 @pytest.fixture
