@@ -1,6 +1,7 @@
 """Crash-resume on the kubernetes runtime against the test cluster: a worker SIGKILLed at every
-step boundary of deploy and teardown (and in the middle of applying the objects) leaves a run the
-next worker finishes where an undisturbed one ends, with no object duplicated or left behind.
+step boundary of deploy, redeploy and teardown (and in the middle of applying the objects)
+leaves a run the next worker finishes where an undisturbed one ends, with no object duplicated
+or left behind.
 (On the simulated cluster no container answers, so a deploy ends degraded: see README.)"""
 
 import itertools
@@ -20,6 +21,8 @@ template = harness.template  # the same module-scoped fixture: a migrated portal
 EXPECTED = {
     RunKind.DEPLOY: {"status": "degraded", "runs": ["succeeded"], "free": 1,
                      "process_groups": 0, "worktrees": 0},
+    RunKind.REDEPLOY: {"status": "degraded", "runs": ["succeeded"] * 2, "free": 1,
+                       "process_groups": 0, "worktrees": 0},
     RunKind.TEARDOWN: {"status": "torn_down", "runs": ["succeeded"] * 2, "free": 2,
                        "objects": 0, "leased": [], "urls": []},
 }
@@ -31,7 +34,7 @@ def on_cluster(template: Template, var: Path, cluster: kube.Cluster) -> tuple[Po
     namespace = f"crash-{next(_namespaces)}"
     portal = copy_of(template, var, PORTAL_RUNTIME="kubernetes",
                      PORTAL_KUBECONFIG=str(cluster.kubeconfig), PORTAL_K8S_NAMESPACE=namespace,
-                     PORTAL_SMOKE_ATTEMPTS="1", PORTAL_READY_TIMEOUT="30")
+                     PORTAL_SMOKE_ATTEMPTS="1", PORTAL_READY_TIMEOUT="90")
     return portal, namespace
 
 
