@@ -5,6 +5,7 @@ import base64
 import http.server
 import json
 import threading
+import time
 from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
@@ -40,6 +41,17 @@ def labelled(api, namespace: str | None, selector: str = OURS) -> list[str]:
             for item in kube.items(api, kind, namespace, selector)]
 
 
+def available_replicas(api, name: str, namespace: str, wait: float = 30) -> int:
+    """Eventually 1: on a loaded machine the Deployment's status can trail the pod's."""
+    deadline = time.monotonic() + wait
+    while True:
+        status = kube.resource(api, "Deployment").get(name=name, namespace=namespace).status
+        available = (status.to_dict() if status else {}).get("availableReplicas") or 0
+        if available or time.monotonic() > deadline:
+            return available
+        time.sleep(0.2)
+
+
 @pytest.fixture
 def api(kube_cluster: kube.Cluster):
     return kube_cluster.client()
@@ -63,7 +75,7 @@ def test_launch_applies_named_labelled_objects_and_rolls_out(launched, kubernete
         deployment = kube.resource(api, "Deployment").get(name=name, namespace=namespace).to_dict()
         assert deployment["metadata"]["labels"] == naming.labels(key, component)
         assert deployment["spec"]["selector"]["matchLabels"] == naming.labels(key, component)
-        assert deployment["status"]["availableReplicas"] == 1  # kwok marked the pod Ready
+        assert available_replicas(api, name, namespace) == 1  # kwok marked the pod Ready
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         assert container["image"] == f"ghcr.io/preview-portal/demo-{component}:{commit}"
         env = {var["name"]: var["value"] for var in container["env"]}
