@@ -83,13 +83,18 @@ def running_portal(var_dir: Path, **settings: str) -> Iterator[Portal]:
         password = _wait_until_up(process, url, Path(log.name))
         yield Portal(url=url, password=password, var_dir=var_dir)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_group(process, grace=20)
         kill_previews(var_dir)
         log.close()
+
+
+def stop_group(process: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM the process's group (started with start_new_session), SIGKILL what outlives it."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def _wait_until_up(process: subprocess.Popen[bytes], url: str, log: Path) -> str:

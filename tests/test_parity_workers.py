@@ -2,8 +2,6 @@
 take runs from the configured broker (ORM here; Redis in scripts/parity-tests) against the
 test database, and every run is carried out exactly once."""
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +15,7 @@ from django_q.conf import Conf
 
 from environments import demo, services
 from environments.models import DbSlot, Environment, EnvironmentStatus, Interface, RunStatus
-from tests.live import ROOT, kill_previews, portal_env
+from tests.live import ROOT, kill_previews, portal_env, stop_group
 
 pytestmark = pytest.mark.django_db(transaction=True)
 TIMEOUT = 120
@@ -45,11 +43,7 @@ def workers(monkeypatch: pytest.MonkeyPatch, isolated_var: Path) -> Iterator[Non
     try:
         yield
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_group(process, grace=30)
         kill_previews(isolated_var)
         log.close()
 
