@@ -16,6 +16,7 @@ from django.core.management import call_command
 from environments import demo, git, naming, pipeline, services
 from environments.backends import BackendError, get
 from environments.backends.runtime.kubernetes import ATTEMPTS
+from environments.backends.runtime.manifests import RUNTIME_ROLE
 from environments.models import Environment, EnvironmentStatus, Interface, StepStatus
 from tests import kube
 
@@ -204,6 +205,12 @@ def test_per_environment_namespace_holds_everything_and_goes_with_teardown(
     assert found["metadata"]["labels"]["preview-portal/environment"] == environment.env_key
     assert len(kube.items(api, "Deployment", namespace, OURS)) == 2
     assert get("runtime").inventory() == {environment.env_key: [f"Namespace {namespace}"]}
+    # The portal granted itself the runtime's rights there, and the Manifests tab says so.
+    binding = api.resources.get(api_version="rbac.authorization.k8s.io/v1", kind="RoleBinding"
+                                ).get(name=RUNTIME_ROLE, namespace=namespace).to_dict()
+    assert binding["roleRef"]["name"] == RUNTIME_ROLE
+    assert [s["name"] for s in binding["subjects"]] == ["admin"]  # the test kubeconfig's user
+    assert "kind: RoleBinding" in environment.runs.get().rendered
 
     services.teardown(environment, actor=developer, interface=Interface.CLI)
     environment.refresh_from_db()

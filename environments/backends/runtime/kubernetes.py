@@ -13,6 +13,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,6 +40,7 @@ ATTEMPTS = 4  # at a 5xx, 429 or no answer; backoff 0.5, 1, 2 s between them
 BACKOFF = 0.5
 POLL = 0.5  # each poll lists the pods and Warning events of the namespace
 DELETE_TIMEOUT = 120.0
+GRANT_TIMEOUT = 10.0
 # Waiting reasons that are only a container on its way up, not a problem.
 STARTING = {"ContainerCreating", "PodInitializing"}
 
@@ -85,12 +87,18 @@ def _keep_credential_files(configuration: client.Configuration) -> None:
         setattr(configuration, attribute, str(kept))
 
 
+def _status(exc: ApiException) -> dict[str, Any]:
+    """The API server's Status object for a refused call (empty when it sent none)."""
+    try:
+        status = json.loads(exc.body)
+    except (TypeError, ValueError):
+        return {}
+    return status if isinstance(status, dict) else {}
+
+
 def _message(exc: ApiException) -> str:
     """The API server's own explanation (its Status message), else the HTTP reason."""
-    try:
-        return str(json.loads(exc.body)["message"])
-    except (TypeError, ValueError, KeyError):
-        return str(exc.body or exc.reason)
+    return str(_status(exc).get("message") or exc.body or exc.reason)
 
 
 def _error(what: str, exc: ApiException) -> BackendError:
@@ -141,7 +149,8 @@ class KubernetesRuntime(Runtime):
         raise error
 
     def _resource(self, kind: str) -> Any:
-        version = {**KINDS, **DEPENDANTS, "Namespace": "v1", "Event": "v1"}[kind]
+        version = {**KINDS, **DEPENDANTS, "Namespace": "v1", "Event": "v1",
+                   "RoleBinding": "rbac.authorization.k8s.io/v1"}[kind]
         return self.dynamic.resources.get(api_version=version, kind=kind)
 
     def _get(self, kind: str, namespace: str | None, name: str) -> Manifest:
@@ -176,6 +185,22 @@ class KubernetesRuntime(Runtime):
             ingress_annotations=dict(settings.PORTAL_INGRESS_ANNOTATIONS),
         )
 
+    def _placement_to_apply(self, env_key: str) -> Placement:
+        """The placement, with who the portal is when it must grant itself rights there."""
+        placement = self.placement(env_key)
+        return replace(placement, runtime_user=self.identity) if placement.own_namespace \
+            else placement
+
+    @cached_property
+    def identity(self) -> str:
+        """The user (or ServiceAccount) the API server knows the portal as."""
+        review = self._call(
+            "ask the API server who the portal is",
+            lambda: client.AuthenticationV1Api(self.api).create_self_subject_review(
+                client.V1SelfSubjectReview(), _request_timeout=REQUEST_TIMEOUT),
+        )
+        return str(review.status.user_info.username)
+
     @staticmethod
     def selector(env_key: str, component: str | None = None) -> str:
         return ",".join(f"{k}={v}" for k, v in naming.labels(env_key, component).items())
@@ -183,19 +208,22 @@ class KubernetesRuntime(Runtime):
     # -- the Runtime interface
 
     def render(self, target: Target) -> str:
-        placement = self.placement(target.env_key)
+        placement = self._placement_to_apply(target.env_key)
         mode = "its own namespace" if placement.own_namespace else "shared namespace"
         header = (f"# kubernetes runtime: {mode} {placement.namespace}; server-side applied by "
                   f"{FIELD_MANAGER}; Secret values redacted\n")
         return header + manifests.render(manifests.build(target, placement))
 
     def apply(self, target: Target, log: Log) -> None:
-        placement = self.placement(target.env_key)
+        placement = self._placement_to_apply(target.env_key)
         objects = manifests.build(target, placement)
         if not placement.own_namespace:
             self._ensure_namespace(placement.namespace, log)
         for manifest in objects:
-            self._apply_one(manifest, log)
+            if manifest["kind"] != "RoleBinding":
+                self._apply_one(manifest, log)
+            elif self._create_once(manifest, log):
+                self._wait_for_rights(placement.namespace)
 
     def wait_ready(self, target: Target, log: Log, timeout: float) -> dict[str, str]:
         placement = self.placement(target.env_key)
@@ -258,16 +286,52 @@ class KubernetesRuntime(Runtime):
     # -- apply
 
     def _ensure_namespace(self, name: str, log: Log) -> None:
-        if self._get("Namespace", None, name):
-            return
-        try:
-            self._call(f"create namespace {name}", lambda: self._resource("Namespace").create(
-                body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
-                _request_timeout=REQUEST_TIMEOUT))
-        except BackendError as exc:
-            if "already exists" not in str(exc):  # another worker was first: that is fine
+        if not self._get("Namespace", None, name):
+            self._create_once({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+                              log)
+
+    def _create_once(self, manifest: Manifest, log: Log) -> bool:
+        """Create it unless it exists (another worker, or an earlier attempt, was first).
+
+        For what never changes once made: creating is all the portal may do with RoleBindings,
+        and all it needs to do with the shared namespace.
+        """
+        kind, metadata = manifest["kind"], manifest["metadata"]
+        namespace = metadata.get("namespace")
+        where = f"{namespace}/{metadata['name']}" if namespace else metadata["name"]
+
+        def create() -> bool:
+            try:
+                self._resource(kind).create(body=manifest, namespace=namespace,
+                                            _request_timeout=REQUEST_TIMEOUT)
+            except ApiException as exc:
+                if exc.status == 409 and _status(exc).get("reason") == "AlreadyExists":
+                    return False
                 raise
-        log(f"created the shared namespace {name}")
+            return True
+
+        created = self._call(f"create {kind} {where}", create)
+        log(f"{'created' if created else 'unchanged'} {kind} {where}")
+        return created
+
+    def _wait_for_rights(self, namespace: str) -> None:
+        """The API server's authorizer learns of a new RoleBinding from a cache: until it has, the
+        portal's next calls in the namespace would be refused."""
+        review = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
+            resource_attributes=client.V1ResourceAttributes(
+                namespace=namespace, verb="patch", group="apps", resource="deployments")))
+        authorization = client.AuthorizationV1Api(self.api)
+        deadline = time.monotonic() + GRANT_TIMEOUT
+        while not self._call(
+                f"check the portal's rights in namespace {namespace}",
+                lambda: authorization.create_self_subject_access_review(
+                    review, _request_timeout=REQUEST_TIMEOUT)).status.allowed:
+            if time.monotonic() > deadline:
+                raise BackendError(
+                    f"the portal has no rights in namespace {namespace} {GRANT_TIMEOUT:.0f} s "
+                    f"after binding {manifests.RUNTIME_ROLE} there: does that ClusterRole exist "
+                    "(deploy/per-environment)?", retryable=True)
+            time.sleep(POLL / 5)
 
     def _apply_one(self, manifest: Manifest, log: Log) -> None:
         kind, metadata = manifest["kind"], manifest["metadata"]

@@ -40,6 +40,9 @@ DEFAULT_RESOURCES = {
     "limits": {"cpu": "500m", "memory": "256Mi"},
 }
 SERVICE_PORT = 80
+# The ClusterRole of deploy/per-environment that the portal binds to itself in each namespace
+# it creates: outside its own namespaces it may do nothing but manage namespaces.
+RUNTIME_ROLE = "preview-portal-runtime"
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class Placement:
     own_namespace: bool
     ingress_class: str
     ingress_annotations: dict[str, str] = field(default_factory=dict)
+    # Who the portal is to the API server: given the runtime's rights in its own namespaces.
+    runtime_user: str = ""
 
 
 def build(target: Target, placement: Placement) -> list[Manifest]:
@@ -61,7 +66,8 @@ def build(target: Target, placement: Placement) -> list[Manifest]:
     objects = sorted((overlay.apply(m) for m in bases.values()),
                      key=lambda m: list(KINDS).index(m["kind"]))
     if placement.own_namespace:
-        objects.insert(0, namespace(placement.namespace, target.env_key))
+        objects[:0] = [namespace(placement.namespace, target.env_key),
+                       *access(placement, target.env_key)]
     return objects
 
 
@@ -83,6 +89,21 @@ def redacted(manifest: Manifest) -> Manifest:
 def namespace(name: str, env_key: str) -> Manifest:
     return {"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": name, "labels": naming.labels(env_key)}}
+
+
+def access(placement: Placement, env_key: str) -> list[Manifest]:
+    """The RoleBinding that gives the portal the runtime's rights in its new namespace."""
+    if not placement.runtime_user:
+        return []
+    return [{
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": RUNTIME_ROLE, "namespace": placement.namespace,
+                     "labels": naming.labels(env_key)},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": RUNTIME_ROLE},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                      "name": placement.runtime_user}],
+    }]
 
 
 def default_base(target: Target) -> list[Manifest]:
