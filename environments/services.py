@@ -12,7 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from environments import crypto, git, naming, roles
@@ -597,6 +597,9 @@ def slot_free_by(position: int) -> datetime | None:
 
 def queue_positions() -> dict[int, int]:
     """queue_position of every queued environment in one query, for lists of environments."""
-    queued = list(Environment.objects.queued_oldest_first().values_list("pk", "queued_at"))
-    times = sorted(at for _, at in queued if at is not None)
-    return {pk: bisect_left(times, at or timezone.now()) + 1 for pk, at in queued}
+    queued = list(Environment.objects.queued_oldest_first().annotate(
+        holds=Exists(DbSlot.objects.filter(environment=OuterRef("pk")))
+    ).values_list("pk", "queued_at", "holds"))
+    # As in _waiting_ahead: one that already holds a slot is on its way, not ahead in the queue.
+    times = sorted(at for _, at, holds in queued if at is not None and not holds)
+    return {pk: bisect_left(times, at or timezone.now()) + 1 for pk, at, _ in queued}

@@ -191,6 +191,19 @@ def test_queued_environments_show_their_queue_position(demo_project, developer, 
     assert "#1 in the queue" in page
 
 
+def test_a_queued_environment_that_holds_a_slot_is_ahead_of_nobody(demo_project, pool_of, qa):
+    pool_of(1)
+    leaving = make_environment(demo_project, "one", status=EnvironmentStatus.QUEUED)
+    DbSlot.objects.update(state=SlotState.LEASED, environment=leaving)  # its slot came free
+    waiting = make_environment(demo_project, "two", status=EnvironmentStatus.QUEUED)
+    client = client_for(qa)
+
+    assert services.queue_position(waiting) == 1
+    page = client.get(reverse("environment", args=[waiting.pk])).content.decode()
+    assert "#1 in the queue" in page
+    assert "#1 in queue" in client.get(reverse("dashboard"), {"branch": "two"}).content.decode()
+
+
 # Launch.
 
 def test_launch_form_offers_the_branches_of_the_repository(demo_project, developer, demo_repo):
