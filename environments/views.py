@@ -14,6 +14,7 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
@@ -42,6 +43,7 @@ from environments.models import (
 
 View = Callable[..., HttpResponse]
 FILTERS = ("project", "status", "branch", "owner")
+DASHBOARD_PAGE = 50
 RUNS_SHOWN = 20
 AUDIT_SHOWN = 50
 LOG_LINES = 200
@@ -101,14 +103,20 @@ def _to_login(request: HttpRequest) -> HttpResponse:
 @requires(roles.VIEW)
 def dashboard(request: HttpRequest) -> HttpResponse:
     chosen = {name: request.GET.get(name, "").strip() for name in FILTERS}
-    environments = list(_filtered(chosen))
+    # Past the last page shows the last one: a poll of a page that emptied still shows rows.
+    page = Paginator(_filtered(chosen), DASHBOARD_PAGE).get_page(request.GET.get("page"))
+    environments = list(page)
     positions = services.queue_positions()
+    filters = request.GET.copy()
+    filters.pop("page", None)
     context = {
         "rows": [(env, positions.get(env.pk)) for env in environments],
         "polling": any(env.in_progress for env in environments),
         "chosen": chosen,
         "filtered": any(chosen.values()),
         "query": request.GET.urlencode(),
+        "page": page,
+        "filters": filters.urlencode(),
     }
     if _is_htmx(request):
         return render(request, "environments/partials/environment_rows.html", context)
@@ -122,7 +130,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 
 def _filtered(chosen: dict[str, str]) -> Any:
-    environments = Environment.objects.active().select_related("project", "owner")
+    environments = Environment.objects.active().select_related("project", "owner").order_by(
+        "-created_at", "-id")
     if chosen["project"]:
         environments = environments.filter(project__name=chosen["project"])
     if chosen["status"]:

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from environments import demo, git, naming, services
+from environments import demo, git, naming, services, views
 from environments.backends import get
 from environments.models import (
     AuditEvent,
@@ -160,6 +160,27 @@ def test_dashboard_query_count_does_not_grow_with_rows(demo_project, developer, 
         status = EnvironmentStatus.QUEUED if n % 2 else EnvironmentStatus.READY
         make_environment(demo_project, f"b{n}", owner=qa if n % 3 else developer, status=status)
     assert queries() == few
+
+
+def test_dashboard_pages_keep_the_filters_and_the_poll_keeps_the_page(demo_project, qa,
+                                                                      monkeypatch):
+    monkeypatch.setattr(views, "DASHBOARD_PAGE", 2)
+    for n in range(5):
+        make_environment(demo_project, f"feature/{n}", status=EnvironmentStatus.PROVISIONING)
+    make_environment(demo_project, "main")
+    client = client_for(qa)
+
+    first = client.get(reverse("dashboard"), {"branch": "feature"}).content.decode()
+    assert re.findall(r'class="branch"[^>]*>([^<]+)<', first) == ["feature/4", "feature/3"]
+    assert "1–2 of 5 · page 1 of 3" in first
+    assert 'href="?branch=feature&amp;page=2" rel="next"' in first
+    second = client.get(reverse("dashboard"), {"branch": "feature", "page": "2"},
+                        headers={"HX-Request": "true"}).content.decode()
+    assert re.findall(r'class="branch"[^>]*>([^<]+)<', second) == ["feature/2", "feature/1"]
+    assert 'hx-get="/?branch=feature&amp;page=2"' in second  # the poll stays on its page
+    beyond = client.get(reverse("dashboard"), {"branch": "feature", "page": "9"}).content.decode()
+    assert re.findall(r'class="branch"[^>]*>([^<]+)<', beyond) == ["feature/0"]
+    assert 'rel="prev"' in beyond and 'rel="next"' not in beyond
 
 
 def test_dashboard_polls_only_while_an_environment_is_in_progress(demo_project, qa, ready_env):
