@@ -472,7 +472,8 @@ class WebhookDelivery(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["delivery_id"], name="one_row_per_delivery")
         ]
-        indexes = [models.Index(fields=["repository", "pull_request"])]
+        indexes = [models.Index(fields=["repository", "pull_request"]),
+                   models.Index(fields=["received_at"], name="delivery_received_at")]
 
     def __str__(self) -> str:
         return f"{self.event} {self.action} {self.delivery_id}"

@@ -19,6 +19,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -34,6 +35,7 @@ from environments.models import Environment, Interface, Project, WebhookDelivery
 
 logger = logging.getLogger("preview_portal.webhooks")
 
+KEEP_DELIVERIES = timedelta(days=30)
 DEPLOY_ACTIONS = frozenset({"opened", "reopened", "ready_for_review", "synchronize"})
 # `/preview extend 2d`: hours or days; the number's length only keeps the arithmetic sane, the
 # cap (PORTAL_ENV_MAX_TTL_HOURS) is what limits the extension.
@@ -171,6 +173,10 @@ def handle(event: str, delivery_id: str, payload: dict[str, Any], trust: Trust) 
                 )
         except IntegrityError:  # the same delivery, concurrently
             return _duplicate(delivery_id)
+        # GitHub redelivers (by hand) deliveries of the last 3 days: a month is plenty to know
+        # them again, and a busy repository's deliveries would otherwise pile up forever.
+        WebhookDelivery.objects.filter(received_at__lt=delivery.received_at - KEEP_DELIVERIES
+                                       ).delete()
         if event == "ping":
             status, result = 200, _pong(payload)
         elif pull_request is not None:

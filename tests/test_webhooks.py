@@ -3,9 +3,11 @@ unsigned, replayed, reordered; opened brings an environment up, synchronize rede
 new commit, closed tears it down, and a forged delivery changes nothing."""
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
 from environments import crypto, demo, git, pipeline, probes
 from environments.backends import get
@@ -110,6 +112,21 @@ def test_ping_is_answered_and_a_replay_is_a_duplicate(client, db):
     assert again.status_code == 200
     assert again.json()["status"] == "duplicate"
     assert WebhookDelivery.objects.count() == 1
+
+
+def test_deliveries_are_remembered_for_a_month_then_forgotten(client, db):
+    deliver(client, "ping", raw_fixture("ping"), delivery="old")
+    deliver(client, "ping", raw_fixture("ping"), delivery="recent")
+    WebhookDelivery.objects.filter(delivery_id="old").update(
+        received_at=timezone.now() - timedelta(days=31))
+    WebhookDelivery.objects.filter(delivery_id="recent").update(
+        received_at=timezone.now() - timedelta(days=29))
+
+    deliver(client, "ping", raw_fixture("ping"), delivery="new")
+
+    assert set(WebhookDelivery.objects.values_list("delivery_id", flat=True)) == {"recent", "new"}
+    again = deliver(client, "ping", raw_fixture("ping"), delivery="recent")
+    assert again.json()["status"] == "duplicate"
 
 
 def test_other_events_and_actions_are_acknowledged_and_ignored(client, demo_project, demo_repo):
