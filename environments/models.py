@@ -174,7 +174,14 @@ class Environment(models.Model):
                 fields=["project", "branch"],
                 condition=~Q(status=EnvironmentStatus.TORN_DOWN),
                 name="one_live_environment_per_branch",
-            )
+            ),
+            # Hosts and runtime names come from the branch alone (DESIGN.md): the same branch
+            # live in two projects would share them, the second overwriting the first.
+            models.UniqueConstraint(
+                fields=["env_key"],
+                condition=~Q(status=EnvironmentStatus.TORN_DOWN),
+                name="one_live_environment_per_env_key",
+            ),
         ]
 
     def __str__(self) -> str:

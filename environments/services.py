@@ -119,7 +119,7 @@ def launch(project: Project, branch: str, *, actor: User, interface: str,
             Environment.objects.filter(pk=existing.pk).update(pull_request=pull_request)
             existing.pull_request = pull_request
         return existing
-    over = quota_problem(project, actor)
+    over = quota_problem(project, actor) or name_clash(project, branch)
     if over:
         raise over
     now = timezone.now()
@@ -135,10 +135,27 @@ def launch(project: Project, branch: str, *, actor: User, interface: str,
             audit(actor, interface, "launch", environment, branch=branch, commit=commit)
     except IntegrityError:
         # Lost a race with an identical launch: that environment is the one to redeploy.
-        existing = Environment.objects.active().get(project=project, branch=branch)
+        existing = Environment.objects.active().filter(project=project, branch=branch).first()
+        if existing is None:  # with the same branch of another project
+            raise name_clash(project, branch) or Refused("launched at the same time", 409) \
+                from None
         redeploy(existing, actor=actor, interface=interface, commit=commit)
         return existing
     return environment
+
+
+def name_clash(project: Project, branch: str) -> Refused | None:
+    """The same branch live in another project: it would get the same hosts and objects."""
+    key = naming.env_key(branch)
+    other = Environment.objects.active().filter(env_key=key).exclude(project=project).first()
+    if other is None:
+        return None
+    return Refused(
+        f"branch {branch!r} is live in project {other.project.name}, and previews are named "
+        "after the branch alone: both would get the same hosts and runtime objects. Tear that "
+        "one down first.", 409,
+        {"project": other.project.name, "branch": branch, "environment": other.pk},
+    )
 
 
 def _relaunch_after_teardown(environment: Environment, commit: str, pull_request: int | None,

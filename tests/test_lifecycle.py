@@ -14,6 +14,7 @@ from environments.models import (
     Environment,
     EnvironmentStatus,
     Interface,
+    Project,
     SlotState,
     UserQuota,
 )
@@ -148,6 +149,40 @@ def test_a_project_limit_applies_to_everyone(demo_project, pool_of, developer, a
         services.launch(demo_project, "feature/checkout", actor=admin, interface=Interface.API)
 
     assert "project demo has 1 live environments, its limit is 1" in str(refused.value)
+
+
+def test_the_same_branch_live_in_another_project_is_refused_with_its_name(
+        demo_project, pool_of, developer, client):
+    pool_of(2)
+    first = launched(demo_project, "main", developer)
+    shop = Project.objects.create(name="shop", repository=demo_project.repository)
+    token = tokens.create(developer)
+
+    answer = client.post("/api/v1/environments", {"project": "shop", "branch": "main"},
+                         content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    assert answer.status_code == 409
+    assert "branch 'main' is live in project demo" in answer.json()["error"]
+    assert answer.json()["detail"]["environment"] == first.pk
+    assert not Environment.objects.filter(project=shop).exists()
+    services.teardown(first, actor=developer, interface=Interface.API)
+    assert launched(shop, "main", developer).project == shop  # free once that one is gone
+
+
+def test_a_race_for_the_same_names_is_settled_by_the_database(demo_project, pool_of, developer,
+                                                               monkeypatch):
+    pool_of(2)
+    launched(demo_project, "main", developer)
+    shop = Project.objects.create(name="shop", repository=demo_project.repository)
+    checked = []
+    # The check before the insert saw nothing: the other launch came in between.
+    monkeypatch.setattr(services, "name_clash", lambda *args: checked.append(args))
+
+    with pytest.raises(services.Refused) as refused:
+        services.launch(shop, "main", actor=developer, interface=Interface.API)
+
+    assert refused.value.status == 409 and len(checked) == 2
+    assert not Environment.objects.filter(project=shop).exists()
 
 
 def test_a_queued_environment_shows_its_place_and_when_a_slot_frees_at_the_latest(
