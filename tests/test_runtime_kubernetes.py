@@ -211,6 +211,11 @@ def test_per_environment_namespace_holds_everything_and_goes_with_teardown(
     assert binding["roleRef"]["name"] == RUNTIME_ROLE
     assert [s["name"] for s in binding["subjects"]] == ["admin"]  # the test kubeconfig's user
     assert "kind: RoleBinding" in environment.runs.get().rendered
+    # A redeploy finds it there (the API server's 409 AlreadyExists) and goes on.
+    services.redeploy(environment, actor=developer, interface=Interface.CLI)
+    environment.refresh_from_db()
+    assert environment.status == EnvironmentStatus.DEGRADED, run_log(environment)
+    assert f"unchanged RoleBinding {namespace}/{RUNTIME_ROLE}" in run_log(environment)
 
     services.teardown(environment, actor=developer, interface=Interface.CLI)
     environment.refresh_from_db()
@@ -308,6 +313,41 @@ def test_project_base_manifests_get_the_same_transformations(
         {"secretRef": {"name": naming.object_name("db", key)}},
     ]
     assert {"name": "LOG_LEVEL", "value": "debug"} in container["env"]
+
+
+PASTED_FROM_KUBECTL = """
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: production
+  uid: 0d6c6b3e-9d0b-4c3e-8f0a-5b1d2c3e4f50
+  resourceVersion: "81723"
+  generation: 3
+  creationTimestamp: "2026-01-05T10:00:00Z"
+  managedFields: [{manager: kubectl, operation: Update, apiVersion: v1}]
+  ownerReferences:
+  - {apiVersion: v1, kind: Secret, name: gone, uid: 1e1e1e1e-0000-0000-0000-000000000000}
+data: {FEATURE: "on"}
+status: {}
+"""
+
+
+def test_base_manifests_pasted_from_kubectl_get_apply_without_the_servers_fields(
+        kubernetes_runtime, demo_project, pool_of, developer, api):
+    demo_project.base_manifests = PASTED_FROM_KUBECTL
+    demo_project.save()
+    pool_of(1)
+    environment = launch(demo_project, "main", developer)
+
+    assert environment.runs.get().steps.get(name="apply").status == StepStatus.SUCCEEDED, \
+        run_log(environment)
+    config = kube.resource(api, "ConfigMap").get(
+        name=naming.object_name("settings", environment.env_key),
+        namespace=kubernetes_runtime).to_dict()
+    assert config["data"] == {"FEATURE": "on"}
+    assert "ownerReferences" not in config["metadata"]  # else the garbage collector takes it
+    assert "0d6c6b3e" not in environment.runs.get().rendered
 
 
 def failing_base(mode: str = "", cpu: str = "50m") -> str:

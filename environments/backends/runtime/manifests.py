@@ -40,6 +40,10 @@ DEFAULT_RESOURCES = {
     "limits": {"cpu": "500m", "memory": "256Mi"},
 }
 SERVICE_PORT = 80
+# Object metadata the API server sets; a copy of them describes some other object.
+SERVER_SET = frozenset({"uid", "resourceVersion", "generation", "creationTimestamp",
+                        "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields",
+                        "selfLink", "ownerReferences"})
 # The ClusterRole of deploy/per-environment that the portal binds to itself in each namespace
 # it creates: outside its own namespaces it may do nothing but manage namespaces.
 RUNTIME_ROLE = "preview-portal-runtime"
@@ -168,7 +172,16 @@ def project_base(text: str) -> list[Manifest]:
         name = (document.get("metadata") or {}).get("name")
         if not isinstance(name, str) or not name:
             raise BackendError(f"base manifests: a {kind} has no metadata.name")
-    return documents
+    return [_as_written(document) for document in documents]
+
+
+def _as_written(document: Manifest) -> Manifest:
+    """Without what the API server fills in, so `kubectl get -o yaml` output can be pasted: an
+    applied uid or resourceVersion would be a precondition the new object never meets (409)."""
+    written = {key: value for key, value in document.items() if key != "status"}
+    written["metadata"] = {key: value for key, value in document["metadata"].items()
+                           if key not in SERVER_SET}
+    return written
 
 
 class _Overlay:
