@@ -25,7 +25,7 @@ def populate(count: int, runs_each: int) -> None:
     from django.contrib.auth.models import User
     from django.utils import timezone
 
-    from environments import demo, naming, services
+    from environments import dbpool, demo, naming
     from environments.models import (
         STEPS_BY_KIND,
         Environment,
@@ -39,7 +39,7 @@ def populate(count: int, runs_each: int) -> None:
 
     owner = User.objects.create_superuser("bench", password="bench-password")
     project = demo.register(demo.build_repository(Path(os.environ["PORTAL_VAR_DIR"]) / "repo"))
-    services.ensure_pool_size(0)
+    dbpool.ensure_pool_size(0)
     now = timezone.now()
     environments = Environment.objects.bulk_create(
         Environment(project=project, branch=f"feature/bench-{i}", env_key=naming.env_key(str(i)),

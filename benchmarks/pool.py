@@ -52,19 +52,19 @@ def configure(tmp: Path, server: MariaDB, portal_db: str) -> None:
 def lease_loop(environment, rounds: int, timings: list[float], errors: list[str]) -> None:
     from django.db import connection
 
-    from environments import services
+    from environments import dbpool
     from environments.backends import get
 
     try:
         for _ in range(rounds):
             started = time.perf_counter()
-            slot = services.lease_slot(environment)
+            slot = dbpool.lease_slot(environment)
             if slot is None:
                 errors.append("no slot")
                 continue
-            get("pool").check(slot.name, services.slot_connection(slot).password)
+            get("pool").check(slot.name, dbpool.slot_connection(slot).password)
             timings.append(time.perf_counter() - started)
-            services.unlease_slot(slot)
+            dbpool.unlease_slot(slot)
     except Exception as exc:  # a benchmark reports, it does not stop at the first error
         errors.append(repr(exc))
     finally:
@@ -89,11 +89,11 @@ def main() -> None:
 def run(rounds: int, portal_db: str) -> None:
     from django.utils import timezone
 
-    from environments import demo, services
+    from environments import dbpool, demo
     from environments.models import Environment
 
     started = time.perf_counter()
-    services.ensure_pool_size(50)
+    dbpool.ensure_pool_size(50)
     grow = time.perf_counter() - started
 
     project = demo.register(demo.build_repository(Path(os.environ["PORTAL_VAR_DIR"]) / "repo"))

@@ -14,7 +14,7 @@ from ninja import Field, NinjaAPI, Schema, Status
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
 from ninja.security import HttpBearer
 
-from environments import git, roles, services, tokens
+from environments import dbpool, git, roles, services, tokens
 from environments.backends import BackendError, get
 from environments.models import (
     Component,
@@ -298,7 +298,7 @@ def environment_json(environment: Environment, slot: str | None, queue_position:
         "created_at": environment.created_at, "updated_at": environment.updated_at,
         "expires_at": environment.expires_at, "pinned": environment.pinned,
         "queue_position": queue_position,
-        "queue_free_by": services.slot_free_by(queue_position)
+        "queue_free_by": dbpool.slot_free_by(queue_position)
         if detail and queue_position else None,
         "runs": [run_json(r, detail) for r in runs], "smoke": smoke_json(runs),
         "links": links_json(environment),
@@ -323,7 +323,7 @@ def environments_json(environments: QuerySet[Environment], detail: bool = False
         DbSlot.objects.filter(environment__in=found).values_list("environment_id", "name")
     )
     queued = any(e.status == EnvironmentStatus.QUEUED for e in found)
-    positions = services.queue_positions() if queued else {}
+    positions = dbpool.queue_positions() if queued else {}
     return [environment_json(e, slots.get(e.pk), positions.get(e.pk), detail) for e in found]
 
 
@@ -460,7 +460,7 @@ def resize_pool(request: HttpRequest, body: PoolSizeIn) -> dict[str, Any]:
     """Resize the DB pool to `size` slots (admin). Growing creates databases and users (adopting
     existing ones); shrinking retires free slots only, and a size below the leased slots is
     refused with 409 and nothing changes. Re-running an interrupted resize finishes it."""
-    services.resize_pool(body.size, actor=request.auth, interface=Interface.API)
+    dbpool.resize_pool(body.size, actor=request.auth, interface=Interface.API)
     return pool_json()
 
 

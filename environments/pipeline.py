@@ -14,7 +14,7 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from environments import git, github_status, naming, services
+from environments import dbpool, git, github_status, naming, services
 from environments.backends import BackendError, get
 from environments.backends.notify import Notice
 from environments.backends.runtime import ComponentSpec, Target
@@ -73,7 +73,7 @@ def target_for(environment: Environment, commit: str) -> Target:
     slot = environment.slot
     if slot is None:
         raise BackendError("the environment holds no DB slot")
-    database = services.slot_connection(slot)
+    database = dbpool.slot_connection(slot)
     try:
         components = tuple(
             ComponentSpec(
@@ -117,14 +117,14 @@ def portal_url(environment: Environment) -> str:
 # The steps.
 
 def lease_db(ctx: Context) -> None:
-    slot = services.lease_slot(ctx.environment)
+    slot = dbpool.lease_slot(ctx.environment)
     if slot is None:
         raise PoolFull
-    database = services.slot_connection(slot)
+    database = dbpool.slot_connection(slot)
     try:
         get("pool").check(slot.name, database.password)
     except BackendError:
-        services.unlease_slot(slot)  # nothing was written: the slot stays usable
+        dbpool.unlease_slot(slot)  # nothing was written: the slot stays usable
         raise
     ctx.log(f"DB slot {slot.name} is this environment's ({database.public()['host'] or 'file'})")
     seed_path = ctx.environment.project.seed_sql
@@ -141,9 +141,9 @@ def _seed(ctx: Context, slot: DbSlot, secret: str, path: str) -> None:
         sql = git.show(mirror, ctx.run.commit, path)
         get("pool").seed(slot.name, secret, sql)
     except BackendError:
-        services.release_slot(ctx.environment)  # may be half-seeded: reset before reuse
+        dbpool.release_slot(ctx.environment)  # may be half-seeded: reset before reuse
         raise
-    services.mark_seeded(slot)
+    dbpool.mark_seeded(slot)
     ctx.log(f"seeded {slot.name} from {path}")
 
 
@@ -294,7 +294,7 @@ def delete_dns(ctx: Context) -> None:
 
 
 def release_db(ctx: Context) -> None:
-    slot = services.release_slot(ctx.environment)
+    slot = dbpool.release_slot(ctx.environment)
     ctx.log(f"DB slot {slot.name} released for reset" if slot else "no DB slot was held")
     Environment.objects.filter(pk=ctx.environment.pk).update(
         status=EnvironmentStatus.TORN_DOWN, urls={}, updated_at=timezone.now()
@@ -367,7 +367,7 @@ def _run_step(run: Run, step: RunStep) -> bool:
         STEP_FUNCTIONS[step.name](ctx)
     except PoolFull:
         RunStep.objects.filter(pk=step.pk).update(status=StepStatus.PENDING)
-        position = services.queue_position(run.environment)
+        position = dbpool.queue_position(run.environment)
         ctx.log(f"no DB slot is free: queued (position {position})")
         services.park_run(run)
         return False

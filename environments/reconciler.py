@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from environments import naming, services
+from environments import dbpool, naming, services
 from environments.backends import BackendError, get
 from environments.models import (
     DbSlot,
@@ -114,7 +114,7 @@ def find_slots_of_torn_down(now: datetime) -> list[Finding]:
     ).select_related("environment__project")
     return [
         Finding(SLOT, f"{slot.name} leased to {slot.environment}", "release it and reset it",
-                environment=slot.environment, fix=partial(services.release_slot, slot.environment))
+                environment=slot.environment, fix=partial(dbpool.release_slot, slot.environment))
         for slot in slots
     ]
 
@@ -127,7 +127,7 @@ def find_lost_resets(now: datetime) -> list[Finding]:
     return [
         Finding(RESET, f"{slot.name} resetting since {slot.resetting_since:%Y-%m-%d %H:%M} UTC",
                 "ask for its reset again",
-                fix=partial(services.ask_reset_again, slot))
+                fix=partial(dbpool.ask_reset_again, slot))
         for slot in slots
     ]
 
@@ -179,7 +179,7 @@ def find_waiting_with_free_slots(now: datetime) -> list[Finding]:
     return [
         Finding(WAITING, f"{run.kind} run {run.pk} of {run.environment}", "wake it",
                 environment=run.environment, fix=partial(services.enqueue_run, run.pk))
-        for run in services.runs_to_wake()
+        for run in dbpool.runs_to_wake()
     ]
 
 

@@ -7,7 +7,7 @@ from contextlib import suppress
 
 from django.utils import timezone
 
-from environments import github_status, pipeline, reconciler, services
+from environments import dbpool, github_status, pipeline, reconciler, services
 from environments.backends import BackendError, get
 from environments.models import DbSlot, Interface, SlotState
 from portal import logs
@@ -28,13 +28,13 @@ def reset_slot(slot_id: int) -> None:
     try:
         secret = get("pool").reset(slot.name)
     except BackendError as exc:
-        services.finish_slot_reset(slot, error=f"reset failed: {exc}")
+        dbpool.finish_slot_reset(slot, error=f"reset failed: {exc}")
         return
-    services.finish_slot_reset(slot, secret)
+    dbpool.finish_slot_reset(slot, secret)
 
 
 def retry_failed_resets() -> None:
-    services.retry_failed_resets()
+    dbpool.retry_failed_resets()
 
 
 def expire_environments() -> None:

@@ -21,7 +21,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from environments import git, reconciler, roles, services
+from environments import dbpool, git, reconciler, roles, services
 from environments import metrics as portal_metrics
 from environments.api import MAX_POOL_SIZE
 from environments.backends import BackendError, get
@@ -106,7 +106,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     # Past the last page shows the last one: a poll of a page that emptied still shows rows.
     page = Paginator(_filtered(chosen), DASHBOARD_PAGE).get_page(request.GET.get("page"))
     environments = list(page)
-    positions = services.queue_positions()
+    positions = dbpool.queue_positions()
     filters = request.GET.copy()
     filters.pop("page", None)
     context = {
@@ -249,8 +249,8 @@ def _live_context(request: HttpRequest, env: Environment) -> dict[str, Any]:
         "run": run,
         "progress": _progress(run),
         "polling": busy,
-        "queue_position": (position := services.queue_position(env)),
-        "queue_free_by": services.slot_free_by(position) if position else None,
+        "queue_position": (position := dbpool.queue_position(env)),
+        "queue_free_by": dbpool.slot_free_by(position) if position else None,
         "expiring": _expiring(env),
         "extend_hours": EXTEND_HOURS,
         "database": _database(env),
@@ -409,7 +409,7 @@ def _shown_state(slot: DbSlot) -> str:
 def pool_resize(request: HttpRequest) -> HttpResponse:
     try:
         size = _requested_size(request)
-        result = services.resize_pool(size, actor=request.user, interface=Interface.WEB)
+        result = dbpool.resize_pool(size, actor=request.user, interface=Interface.WEB)
     except services.Refused as refused:
         messages.error(request, str(refused))
     except BackendError as exc:

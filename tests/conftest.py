@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import Group, User
 
-from environments import demo, roles, services, tasks
+from environments import dbpool, demo, roles, services, tasks
 from environments.backends.runtime.local import LocalRuntime
 from environments.models import Environment, Interface, Project
 from tests import kube
@@ -57,7 +57,7 @@ def launch(project: Project, branch: str, user: User) -> Environment:
 @pytest.fixture
 def pool_of(db):
     def grow(size: int) -> None:
-        services.ensure_pool_size(size)
+        dbpool.ensure_pool_size(size)
 
     return grow
 

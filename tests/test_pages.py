@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from environments import demo, git, naming, services, views
+from environments import dbpool, demo, git, naming, services, views
 from environments.backends import get
 from environments.models import (
     AuditEvent,
@@ -207,7 +207,7 @@ def test_queued_environments_show_their_queue_position(demo_project, developer, 
     client = client_for(qa)
 
     assert "#2 in queue" in client.get(reverse("dashboard")).content.decode()
-    assert services.queue_position(second) == 2
+    assert dbpool.queue_position(second) == 2
     page = client.get(reverse("environment", args=[first.pk])).content.decode()
     assert "#1 in the queue" in page
 
@@ -219,7 +219,7 @@ def test_a_queued_environment_that_holds_a_slot_is_ahead_of_nobody(demo_project,
     waiting = make_environment(demo_project, "two", status=EnvironmentStatus.QUEUED)
     client = client_for(qa)
 
-    assert services.queue_position(waiting) == 1
+    assert dbpool.queue_position(waiting) == 1
     page = client.get(reverse("environment", args=[waiting.pk])).content.decode()
     assert "#1 in the queue" in page
     assert "#1 in queue" in client.get(reverse("dashboard"), {"branch": "two"}).content.decode()

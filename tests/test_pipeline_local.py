@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from environments import demo, services
+from environments import dbpool, demo, services
 from environments.backends import get
 from environments.models import (
     DbSlot,
@@ -101,7 +101,7 @@ def test_full_pool_queues_the_environment_until_a_slot_frees(demo_project, pool_
     assert first.status == EnvironmentStatus.READY
     assert second.status == EnvironmentStatus.QUEUED
     assert second.runs.get().status == RunStatus.WAITING
-    assert services.queue_position(second) == 1
+    assert dbpool.queue_position(second) == 1
 
     services.teardown(first, actor=developer, interface=Interface.WEB)
     second.refresh_from_db()

@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from environments import crypto, services
+from environments import crypto, dbpool, services
 from environments.backends import BackendError, get
 from environments.models import (
     DbSlot,
@@ -40,7 +40,7 @@ def queued_environments(project, count: int, first: int = 0) -> list[Environment
 
 
 def test_a_slot_user_cannot_reach_another_slots_database(mysql_pool, demo_project):
-    services.ensure_pool_size(2)
+    dbpool.ensure_pool_size(2)
     a, b = DbSlot.objects.order_by("name")
     with connect_as(mysql_pool, b) as db_b:
         db_b.cursor().execute("CREATE TABLE secrets (v TEXT)")
@@ -59,7 +59,7 @@ def test_a_slot_user_cannot_reach_another_slots_database(mysql_pool, demo_projec
 
 def test_a_released_slot_is_empty_reseeded_and_has_a_new_password(
         mysql_pool, demo_project, developer):
-    services.ensure_pool_size(1)
+    dbpool.ensure_pool_size(1)
     first = services.launch(demo_project, "main", actor=developer, interface=Interface.CLI)
     first.refresh_from_db()
     assert first.status == EnvironmentStatus.READY, first.status_detail
@@ -90,7 +90,7 @@ def test_a_released_slot_is_empty_reseeded_and_has_a_new_password(
 
 
 def test_fifty_concurrent_leases_on_a_pool_of_twenty(mysql_pool, demo_project):
-    services.ensure_pool_size(20)
+    dbpool.ensure_pool_size(20)
     environments = queued_environments(demo_project, 50)
     results: dict[int, str | None] = {}
     start = threading.Barrier(50)
@@ -98,7 +98,7 @@ def test_fifty_concurrent_leases_on_a_pool_of_twenty(mysql_pool, demo_project):
     def lease(environment: Environment) -> None:
         start.wait()
         try:
-            slot = services.lease_slot(environment)
+            slot = dbpool.lease_slot(environment)
             results[environment.pk] = slot.name if slot else None
         finally:
             connection.close()
@@ -118,13 +118,13 @@ def test_fifty_concurrent_leases_on_a_pool_of_twenty(mysql_pool, demo_project):
 
 
 def test_shrinking_below_the_leased_slots_changes_nothing(mysql_pool, demo_project):
-    services.ensure_pool_size(3)
+    dbpool.ensure_pool_size(3)
     for environment in queued_environments(demo_project, 2):
-        services.lease_slot(environment)
+        dbpool.lease_slot(environment)
     before = list(DbSlot.objects.values_list("name", "state"))
 
     with pytest.raises(services.Refused) as refused:
-        services.resize_pool(1, actor=None, interface=Interface.CLI)
+        dbpool.resize_pool(1, actor=None, interface=Interface.CLI)
 
     assert refused.value.status == 409
     assert "2 slots are leased" in str(refused.value)
@@ -133,12 +133,12 @@ def test_shrinking_below_the_leased_slots_changes_nothing(mysql_pool, demo_proje
 
 
 def test_shrinking_retires_free_slots_and_drops_their_databases(mysql_pool, demo_project):
-    services.ensure_pool_size(4)
-    services.lease_slot(queued_environments(demo_project, 1)[0])
+    dbpool.ensure_pool_size(4)
+    dbpool.lease_slot(queued_environments(demo_project, 1)[0])
 
-    result = services.resize_pool(2, actor=None, interface=Interface.CLI)
+    result = dbpool.resize_pool(2, actor=None, interface=Interface.CLI)
 
-    prefix = services.slot_name(0)[:-2]
+    prefix = dbpool.slot_name(0)[:-2]
     assert result["size"] == 2
     assert set(DbSlot.objects.exclude(state=SlotState.RETIRED).values_list("name", flat=True)) \
         == {f"{prefix}01", f"{prefix}02"}
@@ -158,11 +158,11 @@ def test_an_interrupted_grow_finishes_when_run_again(mysql_pool, monkeypatch):
 
     monkeypatch.setattr(pool, "create", flaky_create)
     with pytest.raises(BackendError):
-        services.ensure_pool_size(5)
+        dbpool.ensure_pool_size(5)
     assert DbSlot.objects.count() == 2
     monkeypatch.setattr(pool, "create", real_create)
 
-    services.ensure_pool_size(5)
+    dbpool.ensure_pool_size(5)
 
     names = sorted(DbSlot.objects.values_list("name", flat=True))
     assert len(names) == len(set(names)) == 5
@@ -172,15 +172,15 @@ def test_an_interrupted_grow_finishes_when_run_again(mysql_pool, monkeypatch):
 
 
 def test_existing_databases_with_the_prefix_are_adopted(mysql_pool):
-    get("pool").create(services.slot_name(1))
+    get("pool").create(dbpool.slot_name(1))
 
-    assert services.ensure_pool_size(2) == 2
+    assert dbpool.ensure_pool_size(2) == 2
     assert DbSlot.objects.count() == 2
 
 
 def test_a_dead_pool_server_fails_the_lease_cleanly_and_a_retry_works(
         mysql_pool, demo_project, developer):
-    services.ensure_pool_size(1)
+    dbpool.ensure_pool_size(1)
     mysql_pool.stop()
     try:
         environment = services.launch(demo_project, "main", actor=developer,
@@ -204,27 +204,27 @@ def test_a_dead_pool_server_fails_the_lease_cleanly_and_a_retry_works(
 
 def test_a_failed_reset_keeps_the_slot_out_of_rotation_until_it_succeeds(
         mysql_pool, demo_project):
-    services.ensure_pool_size(1)
+    dbpool.ensure_pool_size(1)
     environment = queued_environments(demo_project, 1)[0]
-    services.lease_slot(environment)
+    dbpool.lease_slot(environment)
     mysql_pool.stop()
     try:
-        services.release_slot(environment)  # the reset task runs inline and fails
+        dbpool.release_slot(environment)  # the reset task runs inline and fails
         slot = DbSlot.objects.get()
         assert slot.state == SlotState.RESETTING
         assert "reset failed" in slot.error
-        assert services.lease_slot(queued_environments(demo_project, 1, first=1)[0]) is None
+        assert dbpool.lease_slot(queued_environments(demo_project, 1, first=1)[0]) is None
     finally:
         mysql_pool.start()
 
-    assert services.retry_failed_resets() == 1
+    assert dbpool.retry_failed_resets() == 1
     slot.refresh_from_db()
     assert (slot.state, slot.error) == (SlotState.FREE, "")
 
 
 def test_the_environment_gets_its_slot_dsn_but_no_page_shows_the_password(
         mysql_pool, demo_project, developer, client):
-    services.ensure_pool_size(1)
+    dbpool.ensure_pool_size(1)
     environment = services.launch(demo_project, "main", actor=developer, interface="cli")
     environment.refresh_from_db()
     slot = DbSlot.objects.get()
@@ -241,9 +241,9 @@ def test_the_environment_gets_its_slot_dsn_but_no_page_shows_the_password(
 
 
 def test_resize_reports_only_what_it_changed(mysql_pool):
-    services.ensure_pool_size(4)
+    dbpool.ensure_pool_size(4)
 
-    results = [services.resize_pool(n, actor=None, interface=Interface.CLI) for n in (3, 2, 2, 3)]
+    results = [dbpool.resize_pool(n, actor=None, interface=Interface.CLI) for n in (3, 2, 2, 3)]
 
     assert [(r["size"], r["added"], r["retired"]) for r in results] == [
         (3, 0, 1), (2, 0, 1), (2, 0, 0), (3, 1, 0)]

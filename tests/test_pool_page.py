@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
-from environments import crypto, naming, services
+from environments import crypto, dbpool, naming
 from environments.backends import BackendError, get
 from environments.models import (
     AuditEvent,
@@ -40,7 +40,7 @@ def leased_environments(project: Project, count: int) -> list[Environment]:
             project=project, branch=branch, env_key=naming.env_key(branch),
             queued_at=timezone.now(),
         )
-        assert services.lease_slot(environment) is not None
+        assert dbpool.lease_slot(environment) is not None
         environments.append(environment)
     return environments
 
@@ -75,7 +75,7 @@ def test_admin_sees_usage_and_every_slot_with_its_environment(demo_project, pool
     first, _ = leased_environments(demo_project, 2)
     DbSlot.objects.filter(name="preview_03").update(state=SlotState.RESETTING)
     # Retires preview_05, the highest free slot.
-    services.resize_pool(4, actor=admin, interface=Interface.WEB)
+    dbpool.resize_pool(4, actor=admin, interface=Interface.WEB)
 
     page = client_for(admin).get(reverse("pool")).content.decode()
 
@@ -100,7 +100,7 @@ def test_a_failed_reset_shows_as_broken_with_its_whole_error(
 
     monkeypatch.setattr(get("pool"), "reset", refuse)
     with django_capture_on_commit_callbacks(execute=True):
-        services.release_slot(environment)
+        dbpool.release_slot(environment)
 
     page = client_for(qa).get(reverse("pool")).content.decode()
 
@@ -183,7 +183,7 @@ def test_admin_grows_and_shrinks_the_pool(pool_of, admin):
     shrunk = resize(client, "3")
     assert shown(shrunk) == [("success", "pool resized to 3 (0 added, 1 retired)")]
 
-    assert services.active_slots().count() == 3
+    assert dbpool.active_slots().count() == 3
     assert states(shrunk.content.decode())["preview_04"] == "retired"
     events = AuditEvent.objects.filter(actor=admin, interface=Interface.WEB, action="resize_pool")
     assert sorted(e.detail["size"] for e in events) == [3, 4]
@@ -234,14 +234,14 @@ def test_resize_answers_get_with_405(admin):
 # Secrets.
 
 def test_no_slot_password_reaches_the_page_with_the_mysql_pool(mysql_pool, demo_project, admin):
-    services.ensure_pool_size(3)
+    dbpool.ensure_pool_size(3)
     leased_environments(demo_project, 1)
-    slots = list(DbSlot.objects.all())
+    made = list(DbSlot.objects.all())
 
     page = client_for(admin).get(reverse("pool")).content.decode()
 
-    assert states(page) == {slot.name: slot.state for slot in slots}
-    for slot in slots:
+    assert states(page) == {slot.name: slot.state for slot in made}
+    for slot in made:
         password = crypto.unseal(slot.secret)
         assert password and password not in page
         assert slot.secret not in page

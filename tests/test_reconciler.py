@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_q.models import Schedule
 
-from environments import demo, naming, pipeline, reconciler, services, tasks
+from environments import dbpool, demo, naming, pipeline, reconciler, services, tasks
 from environments.backends import get
 from environments.backends.dns.route53 import Route53Dns
 from environments.backends.runtime.local import LocalRuntime
@@ -52,7 +52,7 @@ def planted(demo_project, pool_of, developer, request, isolated_var: Path):
     queued = launch(demo_project, demo.UNICODE_BRANCH, developer)
     assert queued.status == EnvironmentStatus.QUEUED
     # Grown behind the portal's back (no wake-up): one slot free, one whose reset was lost.
-    services.ensure_pool_size(4)
+    dbpool.ensure_pool_size(4)
     stuck = DbSlot.objects.filter(state=SlotState.FREE).order_by("name").last()
     DbSlot.objects.filter(pk=stuck.pk).update(
         state=SlotState.RESETTING, resetting_since=timezone.now() - timedelta(hours=1))

@@ -6,7 +6,7 @@ import re
 import pytest
 from django.core.exceptions import ValidationError
 
-from environments import demo, pipeline, services
+from environments import dbpool, demo, pipeline, services
 from environments.backends import get
 from environments.models import (
     EnvironmentStatus,
@@ -110,7 +110,7 @@ def test_the_database_check_reaches_a_mysql_slot_and_the_report_shows_no_passwor
     attempt = environment.runs.get().smoke_attempts.get()
     assert attempt.ok
     slot = environment.slot
-    password = services.slot_connection(slot).password
+    password = dbpool.slot_connection(slot).password
     assert password and password.encode() not in get("storage").read(attempt.report_key)
 
 

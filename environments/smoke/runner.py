@@ -19,7 +19,7 @@ from xml.etree import ElementTree
 
 from django.conf import settings
 
-from environments import git, services
+from environments import dbpool, git
 from environments.backends import BackendError
 from environments.backends.pool import DbInfo
 from environments.backends.runtime import url_variable
@@ -67,7 +67,7 @@ class Suite:
         slot = environment.slot
         if slot is None:
             raise BackendError("the environment holds no DB slot to check")
-        self.database: DbInfo = services.slot_connection(slot)
+        self.database: DbInfo = dbpool.slot_connection(slot)
 
     def run(self, number: int, marker: str) -> Outcome:
         junit = self.directory / f"attempt-{number}.xml"

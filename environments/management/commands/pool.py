@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from environments import services
+from environments import dbpool, services
 from environments.backends import BackendError
 from environments.models import DbSlot, Interface
 
@@ -19,13 +19,13 @@ class Command(BaseCommand):
     def handle(self, *args, action: str, size: int | None, **options) -> None:
         try:
             if action == "ensure":
-                added = services.ensure_pool_size(settings.PORTAL_POOL_SIZE)
-                self.stdout.write(f"pool has {services.active_slots().count()} slots "
+                added = dbpool.ensure_pool_size(settings.PORTAL_POOL_SIZE)
+                self.stdout.write(f"pool has {dbpool.active_slots().count()} slots "
                                   f"({added} added)")
             elif action == "resize":
                 if size is None or size < 0:
                     raise CommandError("pool resize needs a size of 0 or more")
-                result = services.resize_pool(size, actor=None, interface=Interface.CLI)
+                result = dbpool.resize_pool(size, actor=None, interface=Interface.CLI)
                 self.stdout.write(f"pool has {result['size']} slots ({result['added']} added, "
                                   f"{result['retired']} retired)")
             else:

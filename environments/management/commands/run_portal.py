@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from environments import services
+from environments import dbpool
 
 
 class Command(BaseCommand):
@@ -26,7 +26,7 @@ class Command(BaseCommand):
         call_command("migrate", verbosity=0)
         if not no_demo:
             call_command("setup_demo")
-        services.ensure_pool_size(settings.PORTAL_POOL_SIZE)
+        dbpool.ensure_pool_size(settings.PORTAL_POOL_SIZE)
         password = self._admin_password()
         children = [
             subprocess.Popen([sys.executable, "manage.py", "qcluster"]),
