@@ -177,16 +177,28 @@ def handle(event: str, delivery_id: str, payload: dict[str, Any], trust: Trust) 
         # them again, and a busy repository's deliveries would otherwise pile up forever.
         WebhookDelivery.objects.filter(received_at__lt=delivery.received_at - KEEP_DELIVERIES
                                        ).delete()
-        if event == "ping":
-            status, result = 200, _pong(payload)
-        elif pull_request is not None:
-            status, result = _on_pull_request(pull_request, trust, delivery)
-        elif event == "issue_comment":
-            status, result = _on_comment(comment, trust)
-        else:
-            status, result = 200, {"status": "ignored", "detail": f"{event} events are not used"}
+        with services.acting_for(_sender(payload)):
+            status, result = _dispatch(event, payload, pull_request, comment, trust, delivery)
         WebhookDelivery.objects.filter(pk=delivery.pk).update(result=result)
     return JsonResponse(result, status=status)
+
+
+def _dispatch(event: str, payload: dict[str, Any], pull_request: PullRequest | None,
+              comment: PullRequestComment | None, trust: Trust,
+              delivery: WebhookDelivery) -> tuple[int, dict[str, Any]]:
+    if event == "ping":
+        return 200, _pong(payload)
+    if pull_request is not None:
+        return _on_pull_request(pull_request, trust, delivery)
+    if event == "issue_comment":
+        return _on_comment(comment, trust)
+    return 200, {"status": "ignored", "detail": f"{event} events are not used"}
+
+
+def _sender(payload: dict[str, Any]) -> str:
+    """Who on GitHub caused the delivery, as the audit log names them."""
+    login = (payload.get("sender") or {}).get("login")
+    return f"{str(login)[:100]} via GitHub" if login else "GitHub"
 
 
 def _duplicate(delivery_id: str) -> JsonResponse:

@@ -110,7 +110,8 @@ def test_a_reply_from_someone_with_write_access_extends_and_says_so(
     assert reply == (f"@{LOGIN} the `demo` preview now expires at "
                      f"**{after:%Y-%m-%d %H:%M} UTC**.")
     event = AuditEvent.objects.get(action="extend")
-    assert (event.actor, event.actor_name, event.interface) == (None, "system", Interface.WEBHOOK)
+    assert (event.actor, event.actor_name, event.interface) == (
+        None, f"{LOGIN} via GitHub", Interface.WEBHOOK)
     assert event.detail["github_login"] == LOGIN and event.detail["hours"] == 48
 
 

@@ -221,7 +221,8 @@ def test_opened_synchronize_closed_bring_up_redeploy_and_tear_down(
     assert environment.status == EnvironmentStatus.READY, environment.status_detail
     assert (environment.branch, environment.commit, environment.pull_request) == (
         BRANCH, first, 2)
-    assert AuditEvent.objects.get(action="launch").interface == "webhook"
+    launched = AuditEvent.objects.get(action="launch")
+    assert (launched.interface, launched.actor_name) == ("webhook", "Codertocat via GitHub")
 
     second = commit_on(demo_repo, BRANCH, "banner.txt", "Demo shop — pushed to the PR\n")
     forged = deliver(client, "pull_request", pointed_at("pull_request.synchronize", BRANCH,
