@@ -6,7 +6,7 @@ import http.server
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from io import StringIO
 from pathlib import Path
 
@@ -62,6 +62,19 @@ def api(kube_cluster: kube.Cluster):
 def launched(kubernetes_runtime, demo_project, pool_of, developer) -> Environment:
     pool_of(1)
     return launch(demo_project, "feature/checkout", developer)
+
+
+@pytest.fixture
+def launch_with_base(kubernetes_runtime, demo_project, pool_of, developer
+                     ) -> Callable[[str], Environment]:
+    """Launches main of the demo project with these base manifests."""
+    def launch_main(base: str) -> Environment:
+        demo_project.base_manifests = base
+        demo_project.save()
+        pool_of(1)
+        return launch(demo_project, "main", developer)
+
+    return launch_main
 
 
 def test_launch_applies_named_labelled_objects_and_rolls_out(launched, kubernetes_runtime, api,
@@ -239,11 +252,8 @@ spec:
 
 
 def test_invalid_base_manifest_is_refused_with_the_api_servers_message(
-        kubernetes_runtime, demo_project, pool_of, developer, api):
-    demo_project.base_manifests = INVALID_PORT
-    demo_project.save()
-    pool_of(1)
-    environment = launch(demo_project, "main", developer)
+        kubernetes_runtime, developer, launch_with_base, api):
+    environment = launch_with_base(INVALID_PORT)
 
     assert environment.status == EnvironmentStatus.FAILED
     assert "refused as invalid by the API server" in environment.status_detail
@@ -256,11 +266,8 @@ def test_invalid_base_manifest_is_refused_with_the_api_servers_message(
 
 
 def test_base_manifest_of_an_unmanaged_kind_is_refused_before_anything_is_applied(
-        kubernetes_runtime, demo_project, pool_of, developer, api):
-    demo_project.base_manifests = "apiVersion: v1\nkind: Pod\nmetadata: {name: stray}\n"
-    demo_project.save()
-    pool_of(1)
-    environment = launch(demo_project, "main", developer)
+        kubernetes_runtime, launch_with_base, api):
+    environment = launch_with_base("apiVersion: v1\nkind: Pod\nmetadata: {name: stray}\n")
 
     assert environment.status == EnvironmentStatus.FAILED
     assert "v1/Pod is not a kind the portal manages" in environment.status_detail
@@ -290,11 +297,8 @@ spec:
 
 
 def test_project_base_manifests_get_the_same_transformations(
-        kubernetes_runtime, demo_project, pool_of, developer, api):
-    demo_project.base_manifests = BASE_WITH_CONFIG
-    demo_project.save()
-    pool_of(1)
-    environment = launch(demo_project, "main", developer)
+        kubernetes_runtime, launch_with_base, api):
+    environment = launch_with_base(BASE_WITH_CONFIG)
     key, namespace = environment.env_key, kubernetes_runtime
 
     assert environment.runs.get().steps.get(name="rollout").status == StepStatus.SUCCEEDED
@@ -334,11 +338,8 @@ status: {}
 
 
 def test_base_manifests_pasted_from_kubectl_get_apply_without_the_servers_fields(
-        kubernetes_runtime, demo_project, pool_of, developer, api):
-    demo_project.base_manifests = PASTED_FROM_KUBECTL
-    demo_project.save()
-    pool_of(1)
-    environment = launch(demo_project, "main", developer)
+        kubernetes_runtime, launch_with_base, api):
+    environment = launch_with_base(PASTED_FROM_KUBECTL)
 
     assert environment.runs.get().steps.get(name="apply").status == StepStatus.SUCCEEDED, \
         run_log(environment)
@@ -375,12 +376,9 @@ spec:
                                   "event Failed: Failed to pull image"]),
 ], ids=["unschedulable", "crash-loop", "unready", "image-pull"])
 def test_failed_rollout_names_the_reason_from_pod_status_and_events(
-        settings, kubernetes_runtime, demo_project, pool_of, developer, base, reasons):
+        settings, launch_with_base, base, reasons):
     settings.PORTAL_READY_TIMEOUT = 4
-    demo_project.base_manifests = base
-    demo_project.save()
-    pool_of(1)
-    environment = launch(demo_project, "main", developer)
+    environment = launch_with_base(base)
 
     assert environment.status == EnvironmentStatus.FAILED
     web = naming.object_name("web", environment.env_key)
