@@ -158,6 +158,14 @@ def launch(project: Project, branch: str, *, actor: User, interface: str,
     return environment
 
 
+def live_elsewhere(project: Project, branches: list[str]) -> dict[str, str]:
+    """branch -> the other project it is live in, for those of `branches` that name_clash
+    would refuse (one query, for the launch form's branch list)."""
+    return dict(Environment.objects.active().filter(
+        env_key__in=[naming.env_key(branch) for branch in branches]
+    ).exclude(project=project).values_list("branch", "project__name"))
+
+
 def name_clash(project: Project, branch: str) -> Refused | None:
     """The same branch live in another project: it would get the same hosts and objects."""
     key = naming.env_key(branch)

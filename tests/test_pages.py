@@ -245,6 +245,22 @@ def test_launch_form_offers_the_branches_of_the_repository(demo_project, develop
     assert client.get(reverse("branch_options", args=["nope"])).status_code == 404
 
 
+def test_a_branch_live_in_another_project_is_offered_disabled_saying_where(demo_project,
+                                                                          developer):
+    shop = Project.objects.create(name="shop", repository=demo_project.repository)
+    make_environment(shop, "main")
+    make_environment(shop, "feature/checkout", status=EnvironmentStatus.TORN_DOWN)
+
+    options = client_for(developer).get(reverse("branch_options", args=["demo"]),
+                                        {"selected": "main"}).content.decode()
+
+    assert re.search(r'<option value="" disabled selected>Choose a branch', options)
+    assert re.search(r'<option value="main" disabled>main · \w{7} — live in project shop',
+                     options)
+    assert re.search(r'<option value="feature/checkout">feature/checkout · \w{7}</option>',
+                     options)
+
+
 def test_launching_an_unknown_branch_shows_the_error_and_creates_nothing(demo_project,
                                                                         developer):
     response = client_for(developer).post(
