@@ -15,6 +15,7 @@ from environments.backends.runtime.local import LocalRuntime
 from environments.models import Environment, Interface, Project
 from tests import kube
 from tests import mariadb as mariadb_server
+from tests.fake_github import SECRET, TOKEN, FakeGitHub, fake_github
 from tests.mariadb import MariaDB
 
 
@@ -185,3 +186,13 @@ def kubernetes_runtime(settings, kube_cluster: kube.Cluster) -> Iterator[str]:
     settings.PORTAL_SMOKE_ATTEMPTS = 1
     yield namespace
     kube.delete_namespace(kube_cluster.client(), namespace)  # frees the node for later tests
+
+
+@pytest.fixture
+def github(settings) -> Iterator[FakeGitHub]:
+    """A GitHub API server on loopback, the portal configured to sign and call it."""
+    with fake_github() as fake:
+        settings.PORTAL_GITHUB_WEBHOOK_SECRET = SECRET
+        settings.PORTAL_GITHUB_TOKEN = TOKEN
+        settings.PORTAL_GITHUB_API_URL = fake.url
+        yield fake

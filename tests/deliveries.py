@@ -13,9 +13,9 @@ from django.http import HttpResponse
 from django.test import Client
 
 from tests.conftest import require_tool
+from tests.fake_github import SECRET
 from tests.live import ROOT
 
-SECRET = "portal-webhook-secret"
 REPOSITORY = "preview-portal/demo"  # environments.demo.register's github_repository
 
 

@@ -3,7 +3,6 @@ pending then a final commit status, and one comment edited in place with URLs, d
 report and step timings. GitHub's errors are logged on the run and never fail the deploy."""
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,21 +10,12 @@ import pytest
 from environments import git, pipeline, services
 from environments.models import Environment, EnvironmentStatus, Interface, LogLine
 from tests.commits import commit_on
-from tests.deliveries import SECRET, deliver, pointed_at
-from tests.fake_github import TOKEN, FakeGitHub, fake_github
+from tests.deliveries import deliver, pointed_at
+from tests.fake_github import TOKEN
 
 pytestmark = pytest.mark.django_db(transaction=True)
 BRANCH = "feature/checkout"
 TIMING_ROW = re.compile(r"^\|( \d+\.\d s \|){6}$", re.MULTILINE)
-
-
-@pytest.fixture
-def github(settings) -> Iterator[FakeGitHub]:
-    with fake_github() as fake:
-        settings.PORTAL_GITHUB_WEBHOOK_SECRET = SECRET
-        settings.PORTAL_GITHUB_TOKEN = TOKEN
-        settings.PORTAL_GITHUB_API_URL = fake.url
-        yield fake
 
 
 def open_pull_request(client, repo: Path, action: str = "opened") -> Environment:

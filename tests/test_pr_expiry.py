@@ -5,7 +5,6 @@ shaped as GitHub sends them (tests/fixtures/issue_comment.created.json)."""
 
 import copy
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from functools import cache
 from pathlib import Path
@@ -22,8 +21,8 @@ from environments.models import (
     Interface,
     WebhookDelivery,
 )
-from tests.deliveries import REPOSITORY, SECRET, deliver
-from tests.fake_github import TOKEN, FakeGitHub, fake_github
+from tests.deliveries import REPOSITORY, deliver
+from tests.fake_github import FakeGitHub
 
 pytestmark = pytest.mark.django_db(transaction=True)
 FIXTURE = Path(__file__).parent / "fixtures" / "issue_comment.created.json"
@@ -48,14 +47,11 @@ def comment(body: str, action: str = "created", on_pull_request: bool = True) ->
 
 
 @pytest.fixture
-def github(settings) -> Iterator[FakeGitHub]:
-    with fake_github() as fake:
-        settings.PORTAL_GITHUB_WEBHOOK_SECRET = SECRET
-        settings.PORTAL_GITHUB_TOKEN = TOKEN
-        settings.PORTAL_GITHUB_API_URL = fake.url
-        settings.PORTAL_ENV_MAX_TTL_HOURS = 24 * 7
-        settings.PORTAL_EXPIRY_WARNING_HOURS = 4
-        yield fake
+def github(github: FakeGitHub, settings) -> FakeGitHub:
+    """conftest's GitHub, with the expiry settings these tests count on."""
+    settings.PORTAL_ENV_MAX_TTL_HOURS = 24 * 7
+    settings.PORTAL_EXPIRY_WARNING_HOURS = 4
+    return github
 
 
 @pytest.fixture
