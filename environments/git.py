@@ -15,6 +15,13 @@ from environments.backends import BackendError
 
 GIT_TIMEOUT = 120
 PULL_HEAD = re.compile(r"pull/[1-9][0-9]*/head")
+# Objects from a branch are checked as they arrive: git then refuses trees that name `..` or
+# `.git`, which a checkout would refuse too but plumbing (and `export`) would write.
+FSCK = ("-c", "transfer.fsckObjects=true")
+# What `export` writes: plain files. A symlink would be followed by the next write; a submodule
+# has no content here.
+EXPORTED_MODES = frozenset({"100644", "100755"})
+REFUSED_PARTS = frozenset({"", ".", "..", ".git"})
 
 
 @dataclass(frozen=True)
@@ -79,9 +86,11 @@ def sync_mirror(mirror: Path, repository: str) -> str:
     with locked(mirror.with_suffix(".lock")):
         if not (mirror / "HEAD").exists():
             shutil.rmtree(mirror, ignore_errors=True)
-            run("clone", "--mirror", "--quiet", "--", repository, str(mirror))
+            # --no-local: a clone from a path copies objects as they are, unchecked.
+            run(*FSCK, "clone", "--mirror", "--no-local", "--quiet", "--", repository,
+                str(mirror))
             return f"cloned {repository}"
-        run("--git-dir", str(mirror), "fetch", "--prune", "--quiet", "origin")
+        run(*FSCK, "--git-dir", str(mirror), "fetch", "--prune", "--quiet", "origin")
         return f"fetched {repository}"
 
 
@@ -94,11 +103,24 @@ def mirror_path(project: str) -> Path:
 
 
 def export(mirror: Path, commit: str, path: str, directory: Path) -> None:
-    """Write the (text) files under `path` at `commit` below `directory`."""
-    listing = run("--git-dir", str(mirror), "ls-tree", "-r", "-z", "--name-only", commit, "--",
-                  path)
-    names = [name for name in listing.split("\0") if name]
-    for name in names:
-        target = directory / name
+    """Write the (text) files under `path` at `commit` below `directory`; BackendError, with
+    nothing written, when an entry is not a plain file that stays inside `directory`."""
+    listing = run("--git-dir", str(mirror), "ls-tree", "-r", "-z", commit, "--", path)
+    entries = [entry.partition("\t") for entry in listing.split("\0") if entry]
+    targets = [(_export_target(directory, meta.split(" ")[0], name), name)
+               for meta, _, name in entries]
+    for target, name in targets:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(show(mirror, commit, name))
+
+
+def _export_target(directory: Path, mode: str, name: str) -> Path:
+    if mode not in EXPORTED_MODES:
+        raise BackendError(f"{name!r} is not a plain file (git mode {mode}): the test files "
+                           "must be regular files, not symlinks or submodules")
+    target = directory / name
+    outside = not target.resolve().is_relative_to(directory.resolve())
+    if outside or any(part.lower() in REFUSED_PARTS for part in name.split("/")):
+        raise BackendError(f"the test file name {name!r} would be written outside the test "
+                           "folder (or into .git): refused")
+    return target
