@@ -211,8 +211,9 @@ class KubernetesRuntime(Runtime):
         placement = self._placement_to_apply(target.env_key)
         mode = "its own namespace" if placement.own_namespace else "shared namespace"
         header = (f"# kubernetes runtime: {mode} {placement.namespace}; server-side applied by "
-                  f"{FIELD_MANAGER}; Secret values redacted\n")
-        return header + manifests.render(manifests.build(target, placement))
+                  f"{FIELD_MANAGER}; Secret and component env values redacted\n")
+        hidden = {name for spec in target.components for name in spec.env}
+        return header + manifests.render(manifests.build(target, placement), hidden)
 
     def apply(self, target: Target, log: Log) -> None:
         placement = self._placement_to_apply(target.env_key)

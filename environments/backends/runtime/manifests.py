@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import copy
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,7 @@ KINDS: dict[str, str] = {
 }
 DB_SECRET = "db"  # base name of the Secret that holds the slot's DB values
 REDACTED = "<redacted>"
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 DEFAULT_RESOURCES = {
     "requests": {"cpu": "50m", "memory": "64Mi"},
     "limits": {"cpu": "500m", "memory": "256Mi"},
@@ -75,18 +77,31 @@ def build(target: Target, placement: Placement) -> list[Manifest]:
     return objects
 
 
-def render(objects: list[Manifest]) -> str:
-    """YAML of what is applied, Secret values redacted: every viewer of the page sees it."""
-    return yaml.safe_dump_all([redacted(m) for m in objects], sort_keys=False, allow_unicode=True)
+def render(objects: list[Manifest], hidden_env: Collection[str]) -> str:
+    """YAML of what is applied, as every viewer of the page may see it: Secret values, the
+    values of the `hidden_env` variables (components' env vars, which the API hides too) and
+    kubectl's last-applied copies redacted."""
+    shown = [redacted(m, frozenset(hidden_env)) for m in objects]
+    return yaml.safe_dump_all(shown, sort_keys=False, allow_unicode=True)
 
 
-def redacted(manifest: Manifest) -> Manifest:
-    if manifest["kind"] != "Secret":
-        return manifest
+def redacted(manifest: Manifest, hidden_env: frozenset[str]) -> Manifest:
     shown = copy.deepcopy(manifest)
-    for key in ("data", "stringData"):
-        if key in shown:
-            shown[key] = dict.fromkeys(shown[key], REDACTED)
+    annotations = shown.get("metadata", {}).get("annotations") or {}
+    # A base pasted from `kubectl get -o yaml` carries the whole object again, a Secret's
+    # values in clear included.
+    if LAST_APPLIED in annotations:
+        annotations[LAST_APPLIED] = REDACTED
+    if shown["kind"] == "Secret":
+        for key in ("data", "stringData"):
+            if key in shown:
+                shown[key] = dict.fromkeys(shown[key], REDACTED)
+    if shown["kind"] == "Deployment":
+        pod = shown.get("spec", {}).get("template", {}).get("spec") or {}
+        for container in [*(pod.get("containers") or []), *(pod.get("initContainers") or [])]:
+            for var in container.get("env") or []:
+                if var.get("name") in hidden_env and "value" in var:
+                    var["value"] = REDACTED
     return shown
 
 
