@@ -14,7 +14,7 @@ from ninja import Field, NinjaAPI, Schema, Status
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
 from ninja.security import HttpBearer
 
-from environments import dbpool, git, roles, services, tokens
+from environments import dbpool, git, redact, roles, services, tokens
 from environments.backends import BackendError, get
 from environments.models import (
     Component,
@@ -116,7 +116,7 @@ class ComponentOut(Schema):
 
 class ProjectOut(Schema):
     name: str
-    repository: str
+    repository: str = Field(description="Git URL, without any credentials it holds.")
     github_repository: str = Field(description="owner/name, what webhooks are matched on.")
     components: list[ComponentOut]
 
@@ -241,7 +241,7 @@ def component_json(component: Component) -> dict[str, Any]:
 
 def project_json(project: Project) -> dict[str, Any]:
     return {
-        "name": project.name, "repository": project.repository,
+        "name": project.name, "repository": redact.userinfo(project.repository),
         "github_repository": project.github_repository,
         "components": [component_json(c) for c in project.components.all()],
     }

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from environments import redact
 from environments.backends import BackendError
 
 GIT_TIMEOUT = 120
@@ -39,7 +40,7 @@ def run(*args: str, cwd: str | None = None) -> str:
         raise BackendError(f"git {args[0]} timed out", retryable=True) from exc
     if done.returncode != 0:
         message = done.stderr.decode(errors="replace").strip() or f"exit {done.returncode}"
-        raise BackendError(f"git {args[0]}: {message}")
+        raise BackendError(f"git {args[0]}: {redact.userinfo(message)}")
     return done.stdout.decode(errors="replace")
 
 
@@ -89,9 +90,9 @@ def sync_mirror(mirror: Path, repository: str) -> str:
             # --no-local: a clone from a path copies objects as they are, unchecked.
             run(*FSCK, "clone", "--mirror", "--no-local", "--quiet", "--", repository,
                 str(mirror))
-            return f"cloned {repository}"
+            return f"cloned {redact.userinfo(repository)}"
         run(*FSCK, "--git-dir", str(mirror), "fetch", "--prune", "--quiet", "origin")
-        return f"fetched {repository}"
+        return f"fetched {redact.userinfo(repository)}"
 
 
 def show(mirror: Path, commit: str, path: str) -> str:
