@@ -348,9 +348,13 @@ def redeploy(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @requires(roles.EXTEND)
 def extend(request: HttpRequest, pk: int) -> HttpResponse:
-    hours = float(request.POST.get("hours") or EXTEND_HOURS[0])
+    try:
+        hours = float(request.POST.get("hours") or EXTEND_HOURS[0])
+    except ValueError:
+        hours = None
     if hours not in EXTEND_HOURS:
-        return HttpResponseBadRequest("hours must be one of the offered choices")
+        offered = ", ".join(f"{choice:g}" for choice in EXTEND_HOURS)
+        return HttpResponseBadRequest(f"hours must be one of the offered choices: {offered}")
     extended = partial(services.extend, hours=hours)
     return _change(request, pk, extended, f"Extended by {hours:g} hours:")
 

@@ -362,3 +362,21 @@ def test_openapi_schema_lists_every_path_and_the_docs_page_renders(client, db):
     assert set(paths["/api/v1/pool"]) == {"get", "put"}
     assert "202" in paths["/api/v1/environments"]["post"]["responses"]
     assert docs.status_code == 200
+
+
+# 422 for a field of the wrong type, as for every field of the API; 400 for a body that is not
+# JSON at all.
+@pytest.mark.parametrize(("raw", "status"), [('{"hours": "abc"}', 422), ("hours=abc", 400)])
+def test_extending_by_hours_that_are_not_a_number_is_a_json_4xx_not_a_500(
+        client, demo_project, pool_of, developer, dev_token, raw, status):
+    pool_of(1)
+    environment = ready_environment(demo_project, "main", developer)
+
+    response = call(client, "post", f"/environments/{environment.pk}/extend", dev_token, raw=raw)
+
+    assert response.status_code == status
+    assert set(response.json()) == {"error", "detail"}
+    if status == 422:
+        assert response.json()["detail"][0]["loc"][-1] == "hours"
+    assert Environment.objects.get(pk=environment.pk).expires_at is None
+    assert not AuditEvent.objects.filter(action="extend").exists()

@@ -370,3 +370,18 @@ def test_a_refused_change_is_shown_as_a_message_not_an_error(demo_project, devel
     assert shown == ["smoke checks run on a ready or degraded environment, this one is "
                      "provisioning"]
     assert not environment.runs.exists()
+
+
+@pytest.mark.parametrize("hours", ["abc", "1e999", "24h"])
+def test_extending_by_hours_that_are_not_a_number_is_a_400_not_a_500(ready_env, developer,
+                                                                      hours):
+    before = Environment.objects.get(pk=ready_env.pk).expires_at
+
+    response = client_for(developer).post(reverse("environment_extend", args=[ready_env.pk]),
+                                          {"hours": hours})
+
+    assert response.status_code == 400
+    assert response.content.decode() == \
+        "hours must be one of the offered choices: 24, 72, 168"
+    assert Environment.objects.get(pk=ready_env.pk).expires_at == before
+    assert not AuditEvent.objects.filter(action="extend").exists()
