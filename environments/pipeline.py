@@ -14,7 +14,7 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from environments import dbpool, git, github_status, naming, services
+from environments import dbpool, git, github_status, naming, redact, services
 from environments.backends import BackendError, get
 from environments.backends.notify import Notice
 from environments.backends.runtime import ComponentSpec, Target
@@ -386,7 +386,7 @@ def _fail(ctx: Context, exc: Exception) -> None:
     if not isinstance(exc, BackendError):
         logger.exception("step %s of run %s crashed", ctx.step.name, ctx.run.pk)
     hint = " (temporary: retrying can help)" if getattr(exc, "retryable", False) else ""
-    message = f"{ctx.step.name} failed: {exc}{hint}"
+    message = _redacted(ctx.environment, f"{ctx.step.name} failed: {exc}{hint}")
     ctx.log(message)
     RunStep.objects.filter(pk=ctx.step.pk).update(
         status=StepStatus.FAILED, finished_at=timezone.now()
@@ -402,3 +402,14 @@ def _fail(ctx: Context, exc: Exception) -> None:
         services.set_status(ctx.environment, EnvironmentStatus.FAILED, message)
     _send_notice(ctx, finished=True)
     services.finish_run(ctx.run, RunStatus.FAILED, message)
+
+
+def _redacted(environment: Environment, text: str) -> str:
+    """A failing component's last output may print its DB password or env values; the failure
+    reaches every role, Slack and the pull request."""
+    slot = environment.slot
+    try:
+        password = dbpool.slot_connection(slot).password if slot else ""
+    except ValueError:  # sealed under another key: no step could have handed it out either
+        password = ""
+    return redact.secrets(text, redact.secret_values(environment.project, password))

@@ -1,20 +1,27 @@
 """Credentials never reach what people read: a repository URL's token is not shown by the API nor
-written to run logs."""
+written to run logs; a failing component's output reaches the status, Slack and the pull request
+with its DB password and env values masked."""
 
+import dataclasses
 import os
 from pathlib import Path
 
 import pytest
 
-from environments import redact, tokens
-from environments.models import LogLine, Project
+from environments import redact, services, tokens
+from environments.backends import get
+from environments.models import Environment, EnvironmentStatus, Interface, LogLine, Project
 from tests.api_client import call
 from tests.conftest import launch
+from tests.test_slack import slack as slack  # a fixture
+from tests.test_slack import text_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 TOKEN = "ghs_16C7e42F292c6912E7710c838347Ae178B4a"
 SHOWN = "https://github.example/acme/shop.git"
 WITH_TOKEN = f"https://x-access-token:{TOKEN}@github.example/acme/shop.git"
+PASSWORD = "s3cret-pool-password"
+API_KEY = "sk_live_51HzQ2eZvKYlo2C"
 
 
 @pytest.fixture
@@ -75,3 +82,38 @@ def test_a_git_error_quoting_the_url_is_shown_without_its_token(
     assert response.status_code == 502
     assert SHOWN in response.json()["error"]
     assert TOKEN not in response.content.decode()
+
+
+@pytest.fixture
+def pool_password(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The pool hands out a password, as the MySQL pool does (after the fixtures that change
+    settings: a settings change makes a new pool)."""
+    pool = get("pool")
+    connection_of = pool.connection
+    monkeypatch.setattr(pool, "connection",
+                        lambda *args: dataclasses.replace(connection_of(*args), password=PASSWORD))
+    return PASSWORD
+
+
+def test_a_component_printing_its_secrets_as_it_dies_fails_with_them_masked(
+        demo_project, pool_of, developer, github, slack, pool_password):
+    pool_of(1)
+    demo_project.components.filter(name="web").update(
+        env_vars={"ROLE": "web", "PAYMENTS_KEY": API_KEY},
+        start_command='echo "connecting as $DB_PASSWORD with $PAYMENTS_KEY" >&2; exit 3',
+    )
+    services.launch(demo_project, "main", actor=developer, interface=Interface.CLI,
+                    pull_request=7)
+    environment = Environment.objects.get()
+    slack_text = text_of(slack.payloads("chat.update")[-1])
+    [comment] = github.comments.values()
+    said = [environment.status_detail, environment.runs.get().error, slack_text, comment,
+            *(status["description"] for _, status in github.statuses()),
+            *LogLine.objects.filter(step__run__environment=environment)
+            .values_list("text", flat=True)]
+
+    assert environment.status == EnvironmentStatus.FAILED
+    masked = "connecting as **** with ****"
+    assert masked in environment.status_detail
+    assert masked in slack_text and masked in comment
+    assert not [text for text in said if PASSWORD in text or API_KEY in text]
