@@ -167,6 +167,8 @@ def test_a_smoke_test_path_missing_from_the_branch_is_named_in_the_detail(
     ({"logins": []}, "unknown key 'logins'"),
     ({"tests": "../outside"}, "tests: a relative path inside the repository"),
     ({"tests": "."}, "tests: a relative path inside the repository"),
+    ({"tests": "--rootdir=/"}, "tests: a path, not a pytest option: it may not start with '-'"),
+    ({"tests": "-pevil"}, "tests: a path, not a pytest option"),
     ({"login": {"component": "api"}}, "login: a list of requests"),
     ({"login": [{"component": "api", "path": "login"}]}, "login[0]: path: starts with /"),
     ({"database": [{"component": "api", "path": "/items", "table": "items; DROP", "column": "n"}]},

@@ -43,7 +43,10 @@ def _problems(value: object) -> Iterator[str]:
     for key in sorted(set(value) - set(KEYS)):
         yield f"unknown key {key!r} (known: {', '.join(KEYS)})"
     tests = value.get("tests", "")
-    if tests and not _inner_path(tests):
+    if isinstance(tests, str) and tests.startswith("-"):
+        # pytest would take it for one of its options (e.g. -p, which loads a plugin).
+        yield "tests: a path, not a pytest option: it may not start with '-'"
+    elif tests and not _inner_path(tests):
         yield "tests: a relative path inside the repository (a folder or file, not its root)"
     for kind in REQUEST_KINDS:
         requests = value.get(kind, [])
