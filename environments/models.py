@@ -17,6 +17,13 @@ dns_label = RegexValidator(
     r"^[a-z0-9]([a-z0-9-]{0,28}[a-z0-9])?$",
     "Use 1-30 lower-case letters, digits and inner hyphens (it becomes part of a DNS name).",
 )
+# A component's name starts the names of its Kubernetes objects, and a Service's name must be a
+# DNS-1035 label: a letter first.
+component_name = RegexValidator(
+    r"^[a-z]([a-z0-9-]{0,28}[a-z0-9])?$",
+    "Use 1-30 lower-case letters, digits and inner hyphens, starting with a letter (it names "
+    "the component's Kubernetes Service, and a Service's name may not start with a digit).",
+)
 
 
 class Project(models.Model):
@@ -72,7 +79,7 @@ class Project(models.Model):
 
 class Component(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="components")
-    name = models.CharField(max_length=30, validators=[dns_label])
+    name = models.CharField(max_length=30, validators=[component_name])
     image = models.CharField(
         max_length=300, blank=True,
         help_text="Kubernetes runtime: image reference; {commit}, {branch_slug} and {env_key} "

@@ -106,3 +106,20 @@ def test_admins_set_quotas_smoke_and_manifests_of_a_project_and_a_users_quota(
         assert f'name="{field}"' in page
     assert added.status_code == 302
     assert UserQuota.objects.get(user=developer).max_live_environments == 2
+
+
+@pytest.mark.parametrize(("name", "saved"), [("2fa", False), ("web-2", True)])
+def test_a_component_name_must_start_with_a_letter_as_kubernetes_service_names_do(
+        staff_client, name, saved):
+    response = staff_client.post(reverse("admin:environments_project_add"), {
+        "name": "shop", "repository": "/srv/git/shop.git", "smoke": "{}",
+        "components-TOTAL_FORMS": "1", "components-INITIAL_FORMS": "0",
+        "components-0-name": name, "components-0-position": "0", "components-0-port": "8000",
+        "components-0-health_paths": "[]", "components-0-env_vars": "{}",
+        "components-0-exposed": "on",
+    })
+
+    assert Project.objects.filter(components__name=name).exists() == saved
+    if not saved:
+        assert response.status_code == 200
+        assert "starting with a letter" in response.content.decode()
