@@ -94,8 +94,17 @@ def ttl_for(project: Project) -> timedelta:
     return timedelta(hours=project.ttl_hours or settings.PORTAL_ENV_TTL_HOURS)
 
 
-def check_branch(project: Project, branch: str, commit: str | None) -> str:
-    """The commit to deploy, or Refused when the branch or commit is not usable."""
+@dataclass(frozen=True)
+class Target:
+    """A branch and the commit of it to deploy, checked against the repository (check_branch)."""
+
+    branch: str
+    commit: str
+
+
+def check_branch(project: Project, branch: str, commit: str | None) -> Target:
+    """What to deploy, or Refused when the branch or commit is not usable. Asks the repository:
+    call it before a transaction, not inside one."""
     if not git.is_valid_branch_name(branch):
         raise Refused(f"{branch!r} is not a valid git branch name", 400, {"branch": branch})
     if commit is not None and not _SHA.match(commit):
@@ -109,18 +118,26 @@ def check_branch(project: Project, branch: str, commit: str | None) -> str:
             f"branch {branch!r} is not in the repository of {project.name}", 404,
             {"project": project.name, "branch": branch},
         )
-    return commit or head
+    return Target(branch, commit or head)
 
 
 def launch(project: Project, branch: str, *, actor: User, interface: str,
            commit: str | None = None, pull_request: int | None = None,
            after_teardown: bool = False) -> Environment:
-    """Start a preview of the branch; a live one is redeployed instead (idempotent).
+    """Start a preview of the branch; a live one is redeployed instead (idempotent)."""
+    return launch_target(project, check_branch(project, branch, commit), actor=actor,
+                         interface=interface, pull_request=pull_request,
+                         after_teardown=after_teardown)
+
+
+def launch_target(project: Project, target: Target, *, actor: User, interface: str,
+                  pull_request: int | None = None, after_teardown: bool = False) -> Environment:
+    """Start a preview of the checked target; a live one is redeployed instead (idempotent).
 
     A branch whose environment is being torn down is refused (409), unless `after_teardown`:
     then it is launched again once the teardown is done. Webhooks ask for that, because a
     pull request reopened (or pushed to) right after it closed must end up running."""
-    commit = check_branch(project, branch, commit)
+    branch, commit = target.branch, target.commit
     existing = Environment.objects.active().filter(project=project, branch=branch).first()
     if existing and after_teardown and existing.status == EnvironmentStatus.TEARING_DOWN:
         if _relaunch_after_teardown(existing, commit, pull_request, actor, interface):
@@ -212,7 +229,7 @@ def redeploy(environment: Environment, *, actor: User, interface: str,
              commit: str | None = None) -> Run:
     if environment.status in (EnvironmentStatus.TEARING_DOWN, EnvironmentStatus.TORN_DOWN):
         raise Refused("the environment is being torn down; launch it again once it is gone", 409)
-    commit = commit or check_branch(environment.project, environment.branch, None)
+    commit = commit or check_branch(environment.project, environment.branch, None).commit
     with transaction.atomic():
         waiting = environment.runs.filter(
             kind__in=(RunKind.DEPLOY, RunKind.REDEPLOY),

@@ -9,6 +9,9 @@ delivery acts only on projects whose secret signed it.
 
 Each delivery is handled once (X-GitHub-Delivery), in one transaction with what it changes: a
 refused one leaves nothing behind, not even its id, so GitHub's "Redeliver" works once fixed.
+What git and GitHub are asked (a branch's head, a commenter's access) is asked before that
+transaction, and a reply on the pull request is posted after it: a database with one writer
+(SQLite) would otherwise wait on the network.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import hmac
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -45,6 +49,8 @@ WRITE_ACCESS = frozenset({"admin", "maintain", "write"})
 # What GitHub allows in a user's login; anything else (a bot's "name[bot]") has no write access
 # to check and must not reach a URL path.
 LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
+
+Outcome = tuple[int, dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,15 @@ class PullRequestComment:
     action: str
     body: str
     login: str
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a delivery does, its questions to git and GitHub answered: `apply` runs in the
+    delivery's transaction; `reply` (a comment on the pull request) once that is committed."""
+
+    apply: Callable[[WebhookDelivery], Outcome]
+    reply: Callable[[str], None] | None = None
 
 
 @csrf_exempt
@@ -162,6 +177,7 @@ def handle(event: str, delivery_id: str, payload: dict[str, Any], trust: Trust) 
     pull_request = _pull_request(payload) if event == "pull_request" else None
     comment = _pull_request_comment(payload) if event == "issue_comment" else None
     number = pull_request.number if pull_request else comment.number if comment else None
+    prepared = _prepare(event, payload, pull_request, comment, trust)
     with transaction.atomic():
         try:
             with transaction.atomic():
@@ -178,21 +194,33 @@ def handle(event: str, delivery_id: str, payload: dict[str, Any], trust: Trust) 
         WebhookDelivery.objects.filter(received_at__lt=delivery.received_at - KEEP_DELIVERIES
                                        ).delete()
         with services.acting_for(_sender(payload)):
-            status, result = _dispatch(event, payload, pull_request, comment, trust, delivery)
+            status, result = prepared.apply(delivery)
         WebhookDelivery.objects.filter(pk=delivery.pk).update(result=result)
+    if prepared.reply is not None:
+        status, result = _replied(prepared.reply, status, result)
     return JsonResponse(result, status=status)
 
 
-def _dispatch(event: str, payload: dict[str, Any], pull_request: PullRequest | None,
-              comment: PullRequestComment | None, trust: Trust,
-              delivery: WebhookDelivery) -> tuple[int, dict[str, Any]]:
+def _prepare(event: str, payload: dict[str, Any], pull_request: PullRequest | None,
+             comment: PullRequestComment | None, trust: Trust) -> Prepared:
     if event == "ping":
-        return 200, _pong(payload)
+        return Prepared(lambda delivery: (200, _pong(payload)))
     if pull_request is not None:
-        return _on_pull_request(pull_request, trust, delivery)
+        return _prepare_pull_request(pull_request, trust)
     if event == "issue_comment":
-        return _on_comment(comment, trust)
-    return 200, {"status": "ignored", "detail": f"{event} events are not used"}
+        return _prepare_comment(comment, trust)
+    return Prepared(lambda delivery: (
+        200, {"status": "ignored", "detail": f"{event} events are not used"}))
+
+
+def _replied(reply: Callable[[str], None], status: int, result: dict[str, Any]) -> Outcome:
+    try:
+        reply(result["reply"])
+    except BackendError as exc:
+        # What the command changed is committed (a redelivery is a duplicate): say both.
+        logger.warning("could not reply on the pull request: %s", exc)
+        return 502, {"error": f"could not reply on the pull request: {exc}", "detail": result}
+    return status, result
 
 
 def _sender(payload: dict[str, Any]) -> str:
@@ -218,52 +246,72 @@ def _pong(payload: dict[str, Any]) -> dict[str, Any]:
 
 # pull_request events.
 
-def _on_pull_request(pull_request: PullRequest, trust: Trust,
-                     delivery: WebhookDelivery) -> tuple[int, dict[str, Any]]:
+def _prepare_pull_request(pull_request: PullRequest, trust: Trust) -> Prepared:
     trusted = _trusted_projects(pull_request.repository, trust)
     action = pull_request.action
     if action == "closed":
-        act = _close
-    elif action not in DEPLOY_ACTIONS:
-        return 200, {"status": "ignored", "detail": f"pull_request {action} is not used"}
-    elif action != "reopened" and _closed_earlier(delivery):
-        # Delivered out of order: deploying now would leave an environment for a closed pull
-        # request running until it expires.
-        return 200, {"status": "ignored",
-                     "detail": f"pull request #{pull_request.number} was closed by an earlier "
-                               "delivery"}
-    else:
-        act = _deploy
-    results = [act(project, pull_request) for project in trusted]
+        return Prepared(lambda delivery: _accepted(
+            [_close(project, pull_request) for project in trusted]))
+    if action not in DEPLOY_ACTIONS:
+        return Prepared(lambda delivery: (
+            200, {"status": "ignored", "detail": f"pull_request {action} is not used"}))
+    if _closed_earlier(pull_request):
+        return Prepared(lambda delivery: _ignored_as_closed(pull_request))
+    plans = [(project, _deploy_plan(project, pull_request)) for project in trusted]
+
+    def apply(delivery: WebhookDelivery) -> Outcome:
+        # Again: a `closed` delivery may have been recorded while git was asked.
+        if _closed_earlier(pull_request):
+            return _ignored_as_closed(pull_request)
+        return _accepted([_deploy(project, pull_request, plan) for project, plan in plans])
+
+    return Prepared(apply)
+
+
+def _accepted(results: list[dict[str, Any]]) -> Outcome:
     busy = any("environment" in r for r in results)
     return (202 if busy else 200), {"status": "accepted" if busy else "ignored",
                                     "results": results}
 
 
-def _closed_earlier(delivery: WebhookDelivery) -> bool:
+def _closed_earlier(pull_request: PullRequest) -> bool:
+    """Delivered out of order: deploying now would leave an environment for a closed pull
+    request running until it expires."""
+    if pull_request.action == "reopened":
+        return False
     last = WebhookDelivery.objects.filter(
-        repository=delivery.repository, pull_request=delivery.pull_request,
+        repository=pull_request.repository.lower(), pull_request=pull_request.number,
         action__in=("closed", "reopened"),
-    ).exclude(pk=delivery.pk).order_by("-id").first()
+    ).order_by("-id").first()
     return last is not None and last.action == "closed"
 
 
-def _deploy(project: Project, pull_request: PullRequest) -> dict[str, Any]:
-    result: dict[str, Any] = {"project": project.name}
+def _ignored_as_closed(pull_request: PullRequest) -> Outcome:
+    return 200, {"status": "ignored",
+                 "detail": f"pull request #{pull_request.number} was closed by an earlier "
+                           "delivery"}
+
+
+def _deploy_plan(project: Project, pull_request: PullRequest) -> services.Target | str:
+    """The checked commit to deploy for the project, or why it is skipped."""
     if pull_request.from_fork and not project.deploy_forks:
-        result["skipped"] = ("from a fork: its code would run with this project's database and "
-                             "settings (the project's deploy_forks allows it)")
-        return result
+        return ("from a fork: its code would run with this project's database and settings "
+                "(the project's deploy_forks allows it)")
     live = Environment.objects.active().filter(project=project, branch=pull_request.branch)
     if pull_request.draft and not project.deploy_drafts and not live.exists():
-        result["skipped"] = "a draft (the project's deploy_drafts allows it)"
-        return result
-    environment = services.launch(
-        project, pull_request.branch, actor=None, interface=Interface.WEBHOOK,
-        commit=pull_request.sha, pull_request=pull_request.number, after_teardown=True,
+        return "a draft (the project's deploy_drafts allows it)"
+    return services.check_branch(project, pull_request.branch, pull_request.sha)
+
+
+def _deploy(project: Project, pull_request: PullRequest,
+            plan: services.Target | str) -> dict[str, Any]:
+    if isinstance(plan, str):
+        return {"project": project.name, "skipped": plan}
+    environment = services.launch_target(
+        project, plan, actor=None, interface=Interface.WEBHOOK,
+        pull_request=pull_request.number, after_teardown=True,
     )
-    result["environment"] = environment.pk
-    return result
+    return {"project": project.name, "environment": environment.pk}
 
 
 def _close(project: Project, pull_request: PullRequest) -> dict[str, Any]:
@@ -291,48 +339,52 @@ def _trusted_projects(repository: str, trust: Trust) -> list[Project]:
 
 # issue_comment events: `/preview extend <N>h|d` on a pull request.
 
-def _on_comment(comment: PullRequestComment | None,
-                trust: Trust) -> tuple[int, dict[str, Any]]:
+def _prepare_comment(comment: PullRequestComment | None, trust: Trust) -> Prepared:
     command = EXTEND.match(comment.body.lstrip()) if comment else None
     if comment is None or comment.action != "created" or command is None:
-        return 200, {"status": "ignored",
-                     "detail": f"only new `{github_status.EXTEND_COMMAND} <N>h|d` comments on "
-                               "pull requests are used"}
+        return Prepared(lambda delivery: (
+            200, {"status": "ignored",
+                  "detail": f"only new `{github_status.EXTEND_COMMAND} <N>h|d` comments on "
+                            "pull requests are used"}))
     trusted = _trusted_projects(comment.repository, trust)
     github = github_status.client()
     if github is None:
         raise services.Refused(
             f"{github_status.EXTEND_COMMAND} needs PORTAL_GITHUB_TOKEN, to check the "
             "commenter's access and to reply", 503)
-    status, result, reply = _extend(comment, command["amount"], trusted, github)
-    try:
-        github.create_comment(comment.repository, comment.number, f"@{comment.login} {reply}")
-    except BackendError as exc:
-        # Rolled back with the delivery: GitHub's "Redeliver" tries the whole command again.
-        raise services.Refused(f"could not reply on the pull request: {exc}", 502) from exc
-    return status, result | {"reply": reply}
+    apply = _prepare_extend(comment, command["amount"], trusted, github)
+
+    def reply(text: str) -> None:
+        github.create_comment(comment.repository, comment.number, f"@{comment.login} {text}")
+
+    return Prepared(apply, reply)
 
 
-def _extend(comment: PullRequestComment, amount: str, projects: list[Project],
-            github: GitHub) -> tuple[int, dict[str, Any], str]:
-    """(HTTP status, result, reply on the pull request) of an extend command."""
+def _prepare_extend(comment: PullRequestComment, amount: str, projects: list[Project],
+                    github: GitHub) -> Callable[[WebhookDelivery], Outcome]:
+    """An extend command's effect: (HTTP status, result with the reply on the pull request)."""
     found = AMOUNT.fullmatch(amount)
     if found is None:
-        return 200, {"status": "refused"}, (
+        return lambda delivery: (200, {"status": "refused", "reply": (
             f"`{amount or '(nothing)'}` is not a duration: reply for example "
-            f"`{github_status.EXTEND_COMMAND} 2d`, `12h` or `3d`.")
+            f"`{github_status.EXTEND_COMMAND} 2d`, `12h` or `3d`.")})
     if not _can_write(github, comment):
-        return 403, {"status": "refused"}, (
+        return lambda delivery: (403, {"status": "refused", "reply": (
             "only people with write access to the repository can extend its previews; "
-            "nothing was changed.")
+            "nothing was changed.")})
+    hours = int(found["number"]) * (24 if found["unit"] == "d" else 1)
+    return lambda delivery: _extend(comment, hours, projects)
+
+
+def _extend(comment: PullRequestComment, hours: int, projects: list[Project]) -> Outcome:
     environments = list(Environment.objects.active().filter(
         project__in=projects, pull_request=comment.number).select_related("project"))
     if not environments:
-        return 200, {"status": "ignored"}, "this pull request has no live preview to extend."
-    hours = int(found["number"]) * (24 if found["unit"] == "d" else 1)
+        return 200, {"status": "ignored",
+                     "reply": "this pull request has no live preview to extend."}
     lines = [_extend_one(environment, hours, comment.login) for environment in environments]
-    return 200, {"status": "accepted", "environments": [e.pk for e in environments]}, (
-        "\n".join(lines))
+    return 200, {"status": "accepted", "environments": [e.pk for e in environments],
+                 "reply": "\n".join(lines)}
 
 
 def _can_write(github: GitHub, comment: PullRequestComment) -> bool:

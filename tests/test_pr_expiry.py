@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from environments import naming, tasks
+from environments.backends import BackendError
+from environments.backends.github import GitHub
 from environments.models import (
     AuditEvent,
     Environment,
@@ -203,3 +206,38 @@ def test_without_a_github_token_the_command_is_refused_for_redelivery(
 
     assert answer.status_code == 503 and "PORTAL_GITHUB_TOKEN" in answer.json()["error"]
     assert not WebhookDelivery.objects.exists()  # GitHub's "Redeliver" works once it is set
+
+
+def test_github_is_asked_and_answered_outside_the_deliverys_transaction(
+        client, github, environment, monkeypatch):
+    """SQLite has one writer: a delivery must not hold it while GitHub answers."""
+    github.roles[LOGIN] = "write"
+    in_transaction = {}
+    for name in ("permission", "create_comment"):
+        def spy(*args: object, name: str = name, call: object = getattr(GitHub, name)) -> object:
+            in_transaction[name] = connection.in_atomic_block
+            return call(*args)
+
+        monkeypatch.setattr(GitHub, name, spy)
+
+    answer = deliver(client, "issue_comment", comment("/preview extend 2d"))
+
+    assert answer.json()["status"] == "accepted"
+    assert in_transaction == {"permission": False, "create_comment": False}
+
+
+def test_a_reply_that_fails_is_a_502_but_the_extension_stands(
+        client, github, environment, monkeypatch):
+    github.roles[LOGIN] = "write"
+    before = expiry_of(environment)
+
+    def unreachable(*args: object) -> int:
+        raise BackendError("GitHub answered 500")
+
+    monkeypatch.setattr(GitHub, "create_comment", unreachable)
+
+    answer = deliver(client, "issue_comment", comment("/preview extend 2d"))
+
+    assert answer.status_code == 502
+    assert "could not reply on the pull request" in answer.json()["error"]
+    assert expiry_of(environment) - before == timedelta(hours=48)

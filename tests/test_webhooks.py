@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from environments import crypto, demo, git, pipeline, probes
@@ -357,3 +358,22 @@ def test_a_fork_allowed_by_the_project_deploys_the_pull_request_head(
     assert (environment.branch, environment.commit) == ("pull/2/head", sha)
     assert environment.status == EnvironmentStatus.READY, environment.status_detail
     assert "ünïcode" in probes.get(environment.urls["web"], timeout=5).body.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_branch_is_resolved_before_the_deliverys_transaction(
+        client, demo_project, demo_repo, monkeypatch, deferred_runs):
+    """SQLite has one writer: a delivery must not hold it while git asks the repository."""
+    payload = pointed_at("pull_request.opened", BRANCH, head(demo_repo))
+    in_transaction = []
+    resolve = git.resolve
+
+    def spy(*args: str) -> str | None:
+        in_transaction.append(connection.in_atomic_block)
+        return resolve(*args)
+
+    monkeypatch.setattr(git, "resolve", spy)
+    opened = deliver(client, "pull_request", payload)
+
+    assert opened.status_code == 202
+    assert in_transaction == [False]
