@@ -10,7 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import reverse
-from ninja import Field, NinjaAPI, Schema, Status
+from ninja import Field, NinjaAPI, Query, Schema, Status
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
 from ninja.security import HttpBearer
 
@@ -31,6 +31,9 @@ from environments.models import (
 # A typo in PUT /pool must not create thousands of databases.
 MAX_POOL_SIZE = 500
 RUNS_LISTED = 5
+# Environment lists come in pages, as on the dashboard: all history at once would not scale.
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
 
 api = NinjaAPI(
     title="Preview Portal API",
@@ -251,7 +254,7 @@ def run_json(run: Run, with_steps: bool) -> dict[str, Any]:
     steps = [
         {"name": s.name, "status": s.status, "started_at": s.started_at,
          "finished_at": s.finished_at}
-        for s in run.steps.all()
+        for s in run.fetched_steps
     ] if with_steps else None
     return {
         "id": run.pk, "kind": run.kind, "status": run.status, "started_at": run.started_at,
@@ -262,7 +265,7 @@ def run_json(run: Run, with_steps: bool) -> dict[str, Any]:
 def smoke_json(runs: list[Run]) -> dict[str, Any] | None:
     """`runs` newest first, their smoke attempts prefetched (ordered by number)."""
     attempt: SmokeAttempt | None = next(
-        (list(r.smoke_attempts.all())[-1] for r in runs if r.smoke_attempts.all()), None
+        (r.fetched_attempts[-1] for r in runs if r.fetched_attempts), None
     )
     if attempt is None:
         return None
@@ -306,11 +309,16 @@ def environment_json(environment: Environment, slot: str | None, queue_position:
 
 
 def with_details(environments: QuerySet[Environment], detail: bool) -> QuerySet[Environment]:
-    runs = Run.objects.order_by("-id").prefetch_related("smoke_attempts")
+    # to_attr throughout: a sliced prefetch cannot be the related manager's cache, and a
+    # manager's cache costs a queryset per row (most of a page's time, for runs' attempts).
+    # Deferred: rendered manifests and failure lists run to kilobytes a row, and no JSON shows them.
+    attempts = SmokeAttempt.objects.defer("failures", "checks")
+    runs = Run.objects.defer("rendered").order_by("-id").prefetch_related(
+        Prefetch("smoke_attempts", queryset=attempts, to_attr="fetched_attempts"))
     # Lists stay small and fast however long each history is; one environment shows it all.
-    runs = runs.prefetch_related("steps") if detail else runs[:RUNS_LISTED]
+    runs = runs.prefetch_related(Prefetch("steps", to_attr="fetched_steps")) if detail \
+        else runs[:RUNS_LISTED]
     return environments.select_related("project", "owner").prefetch_related(
-        # to_attr: a sliced prefetch cannot be the related manager's cache.
         Prefetch("runs", queryset=runs, to_attr="fetched_runs")
     )
 
@@ -398,16 +406,44 @@ def launch_environment(request: HttpRequest, body: LaunchIn) -> Status:
 
 @api.get("/environments", response={200: list[EnvironmentOut], **ERRORS},
          auth=TokenAuth(roles.VIEW))
-def list_environments(request: HttpRequest, project: str | None = None,
-                      status: EnvironmentStatus | None = None,
-                      branch: str | None = None) -> list[dict[str, Any]]:
-    """Active environments (everything not torn down), or those with `status`, newest first."""
+def list_environments(request: HttpRequest, response: HttpResponse, project: str | None = None,
+                      status: EnvironmentStatus | None = None, branch: str | None = None,
+                      page: int = Query(1, ge=1),
+                      per_page: int = Query(PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
+                      ) -> list[dict[str, Any]]:
+    """Active environments (everything not torn down), or those with `status`, newest first,
+    `per_page` at a time. The `Link` header names the next and previous pages (rel="next",
+    rel="prev"); `X-Total-Count` counts the environments on all pages."""
     found = Environment.objects.filter(status=status) if status else Environment.objects.active()
     if project is not None:
         found = found.filter(project__name=project)
     if branch is not None:
         found = found.filter(branch=branch)
-    return environments_json(found)
+    total = found.count()
+    response["X-Total-Count"] = str(total)
+    links = _page_links(request, page, per_page, total)
+    if links:
+        response["Link"] = links
+    start = (page - 1) * per_page
+    newest_first = ("-created_at", "-id")
+    # The page's ids first: sorting bare ids is cheap, sorting every joined row is not.
+    ids = list(found.order_by(*newest_first).values_list("id", flat=True)[start:start + per_page])
+    return environments_json(Environment.objects.filter(pk__in=ids).order_by(*newest_first))
+
+
+def _page_links(request: HttpRequest, page: int, per_page: int, total: int) -> str:
+    """RFC 8288 links to the neighbouring pages, absolute on PORTAL_BASE_URL, keeping the
+    filters."""
+    pages = {"prev": page - 1 if page > 1 else None,
+             "next": page + 1 if page * per_page < total else None}
+    query = request.GET.copy()
+    base = settings.PORTAL_BASE_URL + reverse("api-1:list_environments")
+    links = []
+    for rel, number in pages.items():
+        if number is not None:
+            query["page"] = str(number)
+            links.append(f'<{base}?{query.urlencode()}>; rel="{rel}"')
+    return ", ".join(links)
 
 
 @api.get("/environments/{id}", response={200: EnvironmentOut, **ERRORS},

@@ -380,3 +380,30 @@ def test_extending_by_hours_that_are_not_a_number_is_a_json_4xx_not_a_500(
         assert response.json()["detail"][0]["loc"][-1] == "hours"
     assert Environment.objects.get(pk=environment.pk).expires_at is None
     assert not AuditEvent.objects.filter(action="extend").exists()
+
+
+def test_environment_lists_come_in_pages_with_links_and_a_total(client, demo_project, qa):
+    Environment.objects.bulk_create(
+        Environment(project=demo_project, branch=f"old/{i}", env_key=f"k{i}",
+                    status=EnvironmentStatus.TORN_DOWN)
+        for i in range(120)
+    )
+    newest_first = list(Environment.objects.order_by("-created_at", "-id")
+                        .values_list("id", flat=True))
+    token = tokens.create(qa)
+    base = f"{settings.PORTAL_BASE_URL}/api/v1/environments?status=torn_down"
+
+    first = call(client, "get", "/environments?status=torn_down", token)
+    last = call(client, "get", "/environments?status=torn_down&page=3", token)
+    everything = call(client, "get", "/environments?status=torn_down&per_page=200", token)
+    too_many = call(client, "get", "/environments?status=torn_down&per_page=201", token)
+
+    assert [e["id"] for e in first.json()] == newest_first[:50]
+    assert first["X-Total-Count"] == "120"
+    assert first["Link"] == f'<{base}&page=2>; rel="next"'
+    assert [e["id"] for e in last.json()] == newest_first[100:]
+    assert last["Link"] == f'<{base}&page=2>; rel="prev"'
+    assert [e["id"] for e in everything.json()] == newest_first
+    assert "Link" not in everything
+    assert too_many.status_code == 422
+    assert too_many.json()["error"] == "invalid request"

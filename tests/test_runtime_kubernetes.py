@@ -451,3 +451,25 @@ def test_server_errors_are_retried_a_bounded_number_of_times_then_reported_retry
     assert raised.value.retryable
     assert "503" in str(raised.value) and "etcd leader changed" in str(raised.value)
     assert _Unavailable.calls == ATTEMPTS
+
+
+def test_pod_logs_ask_the_api_server_for_the_last_lines_and_at_most_64_kib(
+        settings, unavailable_api: Path, monkeypatch: pytest.MonkeyPatch):
+    from environments.backends.runtime.kubernetes import KubernetesRuntime
+
+    settings.PORTAL_KUBECONFIG = str(unavailable_api)
+    runtime = KubernetesRuntime()
+    pod = {"metadata": {"name": "web-1", "creationTimestamp": "2025-01-01T00:00:00Z"},
+           "spec": {"containers": [{"name": "web"}]}}
+    monkeypatch.setattr(runtime, "_list", lambda *args, **kwargs: [pod])
+    asked: dict[str, object] = {}
+
+    def read_log(name: str, namespace: str, **options: object) -> str:
+        asked.update(options, name=name)
+        return "the tail"
+
+    monkeypatch.setattr(runtime.core, "read_namespaced_pod_log", read_log)
+
+    assert runtime.logs(naming.env_key("main"), "web", lines=200) == "the tail"
+    # A log of a few huge lines (a minified dump, a binary) would otherwise be read whole.
+    assert (asked["name"], asked["tail_lines"], asked["limit_bytes"]) == ("web-1", 200, 65536)

@@ -41,6 +41,8 @@ BACKOFF = 0.5
 POLL = 0.5  # each poll lists the pods and Warning events of the namespace
 DELETE_TIMEOUT = 120.0
 GRANT_TIMEOUT = 10.0
+# Most of a pod's log read for a page: its last lines can each be megabytes long.
+LOG_BYTES = 64 * 1024
 # Waiting reasons that are only a container on its way up, not a problem.
 STARTING = {"ContainerCreating", "PodInitializing"}
 
@@ -266,7 +268,7 @@ class KubernetesRuntime(Runtime):
             f"read the logs of pod {newest['metadata']['name']}",
             lambda: self.core.read_namespaced_pod_log(
                 newest["metadata"]["name"], namespace, container=container, tail_lines=lines,
-                _request_timeout=REQUEST_TIMEOUT,
+                limit_bytes=LOG_BYTES, _request_timeout=REQUEST_TIMEOUT,
             ),
         )
 
