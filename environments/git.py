@@ -95,6 +95,19 @@ def sync_mirror(mirror: Path, repository: str) -> str:
         return f"fetched {redact.userinfo(repository)}"
 
 
+def is_ancestor(mirror: Path, commit: str, descendant: str) -> bool:
+    """Whether `commit` is `descendant` or one of its ancestors; False when either is not in the
+    mirror."""
+    try:
+        done = subprocess.run(
+            ["git", "--git-dir", str(mirror), "merge-base", "--is-ancestor", commit, descendant],
+            capture_output=True, timeout=GIT_TIMEOUT, check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BackendError("git merge-base timed out", retryable=True) from exc
+    return done.returncode == 0
+
+
 def show(mirror: Path, commit: str, path: str) -> str:
     return run("--git-dir", str(mirror), "show", f"{commit}:{path}")
 

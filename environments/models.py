@@ -474,6 +474,9 @@ class WebhookDelivery(models.Model):
     """A GitHub delivery that was verified and handled: a redelivery of it changes nothing."""
 
     delivery_id = models.CharField(max_length=100)
+    # sha256 of the signed body: a captured delivery sent again under a new id is the same body.
+    # Null for deliveries recorded before it was kept (nulls never collide in a unique column).
+    digest = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     event = models.CharField(max_length=50)
     action = models.CharField(max_length=50, blank=True)
     repository = models.CharField(max_length=200, blank=True, help_text="owner/name, lower case.")
@@ -484,7 +487,8 @@ class WebhookDelivery(models.Model):
     class Meta:
         ordering = ["-received_at", "-id"]
         constraints = [
-            models.UniqueConstraint(fields=["delivery_id"], name="one_row_per_delivery")
+            models.UniqueConstraint(fields=["delivery_id"], name="one_row_per_delivery"),
+            models.UniqueConstraint(fields=["digest"], name="one_row_per_delivery_body"),
         ]
         indexes = [models.Index(fields=["repository", "pull_request"]),
                    models.Index(fields=["received_at"], name="delivery_received_at")]

@@ -121,6 +121,17 @@ def check_branch(project: Project, branch: str, commit: str | None) -> Target:
     return Target(branch, commit or head)
 
 
+def is_older(project: Project, commit: str, newer: str) -> bool:
+    """Whether `commit` is `newer` or one of its ancestors in the project's repository (which
+    a mirror is synced for: call it before a transaction)."""
+    mirror = git.mirror_path(project.name)
+    try:
+        git.sync_mirror(mirror, project.repository)
+    except BackendError as exc:
+        raise Refused(f"cannot read the repository of {project.name}: {exc}", 502) from exc
+    return git.is_ancestor(mirror, commit, newer)
+
+
 def launch(project: Project, branch: str, *, actor: User, interface: str,
            commit: str | None = None, pull_request: int | None = None,
            after_teardown: bool = False) -> Environment:

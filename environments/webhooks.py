@@ -7,7 +7,8 @@ against every secret there is: the portal's and each project's own. A project wi
 its own trusts only that one; the others trust the portal's. Then the JSON is read, and a
 delivery acts only on projects whose secret signed it.
 
-Each delivery is handled once (X-GitHub-Delivery), in one transaction with what it changes: a
+Each delivery is handled once (X-GitHub-Delivery, and the digest of its body: a captured
+delivery sent again under a new id is no new event), in one transaction with what it changes: a
 refused one leaves nothing behind, not even its id, so GitHub's "Redeliver" works once fixed.
 What git and GitHub are asked (a branch's head, a commenter's access) is asked before that
 transaction, and a reply on the pull request is posted after it: a database with one writer
@@ -28,14 +29,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from environments import crypto, github_status, services
 from environments.backends import BackendError
 from environments.backends.github import GitHub
-from environments.models import Environment, Interface, Project, WebhookDelivery
+from environments.models import Environment, Interface, Project, RunKind, WebhookDelivery
 
 logger = logging.getLogger("preview_portal.webhooks")
 
@@ -100,7 +101,8 @@ def github(request: HttpRequest) -> JsonResponse:
             raise services.Refused("GitHub webhooks are POSTed", 405)
         trust = verify(request)
         event, delivery_id, payload = parse(request)
-        return handle(event, delivery_id, payload, trust)
+        digest = hashlib.sha256(request.body).hexdigest()
+        return handle(event, delivery_id, digest, payload, trust)
     except services.Refused as exc:
         return JsonResponse({"error": exc.message, "detail": exc.detail or None},
                             status=exc.status)
@@ -171,9 +173,11 @@ def parse(request: HttpRequest) -> tuple[str, str, dict[str, Any]]:
     return event, delivery_id, payload
 
 
-def handle(event: str, delivery_id: str, payload: dict[str, Any], trust: Trust) -> JsonResponse:
-    if WebhookDelivery.objects.filter(delivery_id=delivery_id).exists():
-        return _duplicate(delivery_id)
+def handle(event: str, delivery_id: str, digest: str, payload: dict[str, Any],
+           trust: Trust) -> JsonResponse:
+    earlier = WebhookDelivery.objects.filter(Q(delivery_id=delivery_id) | Q(digest=digest)).first()
+    if earlier is not None:
+        return _duplicate(earlier.delivery_id)
     pull_request = _pull_request(payload) if event == "pull_request" else None
     comment = _pull_request_comment(payload) if event == "issue_comment" else None
     number = pull_request.number if pull_request else comment.number if comment else None
@@ -182,12 +186,12 @@ def handle(event: str, delivery_id: str, payload: dict[str, Any], trust: Trust) 
         try:
             with transaction.atomic():
                 delivery = WebhookDelivery.objects.create(
-                    delivery_id=delivery_id, event=event,
+                    delivery_id=delivery_id, digest=digest, event=event,
                     action=str(payload.get("action") or "")[:50],
                     repository=_repository(payload).lower()[:200],
                     pull_request=number,
                 )
-        except IntegrityError:  # the same delivery, concurrently
+        except IntegrityError:  # the same delivery (or body), concurrently
             return _duplicate(delivery_id)
         # GitHub redelivers (by hand) deliveries of the last 3 days: a month is plenty to know
         # them again, and a busy repository's deliveries would otherwise pile up forever.
@@ -230,6 +234,7 @@ def _sender(payload: dict[str, Any]) -> str:
 
 
 def _duplicate(delivery_id: str) -> JsonResponse:
+    """`delivery_id`: the delivery first handled (a replay's own id may differ)."""
     return JsonResponse({"status": "duplicate",
                          "detail": f"delivery {delivery_id} was handled already"})
 
@@ -300,7 +305,22 @@ def _deploy_plan(project: Project, pull_request: PullRequest) -> services.Target
     live = Environment.objects.active().filter(project=project, branch=pull_request.branch)
     if pull_request.draft and not project.deploy_drafts and not live.exists():
         return "a draft (the project's deploy_drafts allows it)"
-    return services.check_branch(project, pull_request.branch, pull_request.sha)
+    target = services.check_branch(project, pull_request.branch, pull_request.sha)
+    current = _current_commit(live.first())
+    if (pull_request.action == "synchronize" and current and current != target.commit
+            and services.is_older(project, target.commit, current)):
+        # A synchronize delivered late (or replayed) would roll the preview back.
+        return f"{target.commit[:12]} is older than the preview's commit {current[:12]}"
+    return target
+
+
+def _current_commit(environment: Environment | None) -> str:
+    """The newest commit the environment is deployed at or is being deployed at."""
+    if environment is None:
+        return ""
+    newest = environment.runs.filter(kind__in=(RunKind.DEPLOY, RunKind.REDEPLOY)).order_by(
+        "-id").values_list("commit", flat=True).first()
+    return newest or environment.commit
 
 
 def _deploy(project: Project, pull_request: PullRequest,

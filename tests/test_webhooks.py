@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from environments import crypto, demo, git, pipeline, probes
+from environments import crypto, demo, git, naming, pipeline, probes
 from environments.backends import get
 from environments.models import (
     AuditEvent,
@@ -115,19 +115,56 @@ def test_ping_is_answered_and_a_replay_is_a_duplicate(client, db):
     assert WebhookDelivery.objects.count() == 1
 
 
+def ping(zen: str) -> dict:
+    """GitHub's ping, told apart from others by its zen (as GitHub's differ)."""
+    return fixture("ping") | {"zen": zen}
+
+
 def test_deliveries_are_remembered_for_a_month_then_forgotten(client, db):
-    deliver(client, "ping", raw_fixture("ping"), delivery="old")
-    deliver(client, "ping", raw_fixture("ping"), delivery="recent")
+    deliver(client, "ping", ping("old"), delivery="old")
+    deliver(client, "ping", ping("recent"), delivery="recent")
     WebhookDelivery.objects.filter(delivery_id="old").update(
         received_at=timezone.now() - timedelta(days=31))
     WebhookDelivery.objects.filter(delivery_id="recent").update(
         received_at=timezone.now() - timedelta(days=29))
 
-    deliver(client, "ping", raw_fixture("ping"), delivery="new")
+    deliver(client, "ping", ping("new"), delivery="new")
 
     assert set(WebhookDelivery.objects.values_list("delivery_id", flat=True)) == {"recent", "new"}
-    again = deliver(client, "ping", raw_fixture("ping"), delivery="recent")
+    again = deliver(client, "ping", ping("recent"), delivery="recent")
     assert again.json()["status"] == "duplicate"
+
+
+def test_a_captured_delivery_sent_again_under_a_new_id_is_a_duplicate(
+        client, demo_project, demo_repo):
+    payload = pointed_at("pull_request.opened", BRANCH, head(demo_repo))
+
+    first = deliver(client, "pull_request", payload, delivery="captured")
+    replayed = deliver(client, "pull_request", payload, delivery="made-up")
+
+    assert first.status_code == 202
+    assert (replayed.status_code, replayed.json()) == (200, {
+        "status": "duplicate", "detail": "delivery captured was handled already"})
+    assert list(AuditEvent.objects.values_list("action", flat=True)) == ["launch"]
+    assert WebhookDelivery.objects.get().delivery_id == "captured"
+
+
+def test_a_synchronize_older_than_the_previews_commit_is_ignored(
+        client, demo_project, demo_repo):
+    older = head(demo_repo)
+    newer = commit_on(demo_repo, BRANCH, "banner.txt", "a newer push\n")
+    environment = Environment.objects.create(
+        project=demo_project, branch=BRANCH, commit=newer, pull_request=2,
+        env_key=naming.env_key(BRANCH), status=EnvironmentStatus.READY,
+        expires_at=timezone.now() + timedelta(hours=1))
+
+    late = deliver(client, "pull_request", pointed_at("pull_request.synchronize", BRANCH, older))
+
+    assert late.status_code == 200
+    assert late.json()["results"] == [{
+        "project": "demo",
+        "skipped": f"{older[:12]} is older than the preview's commit {newer[:12]}"}]
+    assert not environment.runs.exists()
 
 
 def test_other_events_and_actions_are_acknowledged_and_ignored(client, demo_project, demo_repo):
@@ -330,8 +367,10 @@ def test_reopened_while_tearing_down_comes_back_once_the_teardown_is_done(
 def test_closed_reopened_closed_ends_torn_down(client, demo_repo, ready_pull_request,
                                                deferred_runs):
     sha = head(demo_repo)
-    for action in ("closed", "reopened", "closed"):
-        deliver(client, "pull_request", pointed_at(f"pull_request.{action}", BRANCH, sha))
+    for minute, action in enumerate(("closed", "reopened", "closed")):
+        payload = pointed_at(f"pull_request.{action}", BRANCH, sha)
+        payload["pull_request"]["updated_at"] = f"2019-05-15T15:2{minute}:00Z"  # as GitHub's
+        deliver(client, "pull_request", payload)
     deferred_runs()
 
     assert list(Environment.objects.values_list("status", flat=True)) == [
