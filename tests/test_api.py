@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from environments import demo, services, tokens
+from environments import demo, git, services, tokens
 from environments.backends import get
 from environments.models import (
     AuditEvent,
@@ -126,6 +126,10 @@ def test_launching_a_live_branch_again_returns_the_same_environment(
         ({"project": "demo", "branch": "no/such-branch"}, None, 404, "not in the repository"),
         ({"project": "demo", "branch": "bad..name"}, None, 400, "not a valid git branch name"),
         ({"project": "demo", "branch": "main", "commit": "HEAD~1"}, None, 400, "not a commit"),
+        ({"project": "demo", "branch": "main", "commit": "0123abc"}, None, 400, "not a commit"),
+        ({"project": "demo", "branch": "main", "commit": "a" * 40 + "\n"}, None, 400,
+         "not a commit"),
+        ({"project": "demo", "branch": "pull/1/head"}, None, 403, "deploy_forks"),
         ({"project": "demo", "branch": 5}, None, 422, "invalid request"),
         ({"project": "demo"}, None, 422, "invalid request"),
         ({"project": "demo", "branch": "main", "pull_request": "twelve"}, None, 422,
@@ -147,6 +151,33 @@ def test_a_bad_launch_request_is_a_json_4xx_and_creates_nothing(
     assert set(response.json()) == {"error", "detail"}
     assert error in response.json()["error"]
     assert nothing_created()
+
+
+def test_a_commit_that_is_not_on_the_branch_is_a_400_and_creates_nothing(
+        client, demo_project, demo_repo, pool_of, dev_token):
+    """Every commit of the repository (a fork's pull request's too) is in its objects: named
+    under another branch, it would deploy unreviewed code under that branch's name."""
+    pool_of(1)
+    elsewhere = git.resolve(str(demo_repo), demo.UNICODE_BRANCH)
+
+    response = call(client, "post", "/environments", dev_token,
+                    {"project": "demo", "branch": "main", "commit": elsewhere})
+
+    assert response.status_code == 400
+    assert response.json()["error"] == f"commit {elsewhere} is not on branch 'main' of demo"
+    assert nothing_created()
+
+
+def test_an_earlier_commit_of_the_branch_is_launched_as_asked(
+        client, demo_project, demo_repo, pool_of, dev_token):
+    pool_of(1)
+    earlier = git.resolve(str(demo_repo), "main")  # where feature/checkout branched off
+
+    response = call(client, "post", "/environments", dev_token,
+                    {"project": "demo", "branch": "feature/checkout", "commit": earlier})
+
+    assert response.status_code == 202, response.json()
+    assert response.json()["commit"] == earlier
 
 
 @pytest.mark.parametrize("authorization", [None, "Bearer pp_not-a-token", "Token pp_x", "Bearer"])
@@ -407,3 +438,17 @@ def test_environment_lists_come_in_pages_with_links_and_a_total(client, demo_pro
     assert "Link" not in everything
     assert too_many.status_code == 422
     assert too_many.json()["error"] == "invalid request"
+
+
+def test_the_api_docs_use_only_the_portals_own_static_files(client, db):
+    """Swagger UI comes with django-ninja (an installed app), so the docs work offline."""
+    page = client.get("/api/v1/docs").content.decode()
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+
+    assert not re.search(r"(?:https?:)?//", page)
+    assert {a.rsplit("/", 1)[-1] for a in assets} >= {"swagger-ui-bundle.js", "swagger-ui.css"}
+    for asset in assets:
+        assert asset.startswith("/static/"), asset
+        served = client.get(asset)
+        assert served.status_code == 200, asset
+        assert b"".join(served.streaming_content), asset

@@ -47,3 +47,25 @@ def test_launch_watch_open_and_tear_down_a_preview(portal: Portal, page, tmp_pat
     )
     runtime_dir = portal.var_dir / "runtime"
     assert not runtime_dir.exists() or not any(runtime_dir.iterdir())
+
+
+def test_the_api_docs_render_with_nothing_loaded_from_another_host(portal: Portal,
+                                                                   page) -> None:
+    """As on a network without internet: any request that leaves the portal fails."""
+    from playwright.sync_api import expect
+
+    elsewhere: list[str] = []
+
+    def only_the_portal(route) -> None:
+        if route.request.url.startswith(portal.url + "/"):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_the_portal)
+    page.goto(portal.url + "/api/v1/docs")
+
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("Preview Portal API")
+    expect(page.get_by_text("/api/v1/environments/{id}/extend").first).to_be_visible()
+    assert elsewhere == []
