@@ -50,6 +50,6 @@ def gunicorn(tmp_path: Path):
 def test_gunicorn_serves_the_portal_and_its_static_files_without_debug(gunicorn):
     assert fetch(gunicorn + "/healthz") == (200, b"ok\n")
     for path in ("/static/js/htmx.min.js", "/static/css/portal.css",
-                 "/static/admin/css/base.css"):
+                 "/static/admin/css/base.css", "/static/ninja/swagger-ui-bundle.js"):
         status, body = fetch(gunicorn + path)
         assert status == 200 and body, path
