@@ -29,9 +29,10 @@ lint: venv
 
 # What the tests run for real, from Debian's packages (root on CI; skipped when present):
 # Chromium for the browser test, MariaDB for the MySQL pool (each test run starts its own),
-# etcd for the test Kubernetes cluster, Redis for the production-parity run's broker.
+# etcd for the test Kubernetes cluster, Redis for the production-parity run's broker, bubblewrap
+# for the sandbox branch code runs in.
 DEBIAN_PACKAGES := /usr/bin/chromium:chromium /usr/sbin/mariadbd:mariadb-server \
-	/usr/bin/etcd:etcd-server /usr/bin/redis-server:redis-server
+	/usr/bin/etcd:etcd-server /usr/bin/redis-server:redis-server /usr/bin/bwrap:bubblewrap
 services:
 	@missing=""; for entry in $(DEBIAN_PACKAGES); do \
 	  [ -x "$${entry%%:*}" ] || missing="$$missing $${entry#*:}"; done; \

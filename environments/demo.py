@@ -11,6 +11,7 @@ from environments import git
 from environments.models import Component, Project
 
 SOURCE = Path(settings.BASE_DIR) / "examples" / "demo"
+LEAK = Path(settings.BASE_DIR) / "examples" / "leak"
 UNICODE_BRANCH = "feature/ünïcode-✨"
 # branch -> files written on top of main
 BRANCHES: dict[str, dict[str, str]] = {
@@ -19,6 +20,12 @@ BRANCHES: dict[str, dict[str, str]] = {
     "broken/crash-on-start": {"crash-on-start": "components of this branch exit at start\n"},
     "broken/login": {"login-broken": "login refuses the right password on this branch\n"},
     "slow/warm-up": {"warm-up-seconds": "4\n"},
+}
+# Branches that reach for what branch code must not see (the portal's environment, its database,
+# a service-account token): the sandbox tests launch them; `make run`'s demo does not offer them.
+LEAK_BRANCHES: dict[str, dict[str, str]] = {
+    "leak/portal-secrets": {"smoke/test_leak.py": (LEAK / "test_leak.py").read_text()},
+    "leak/seed-attach": {"seed.sql": (LEAK / "seed.sql").read_text()},
 }
 # What the portal checks after each deploy (environments/smoke/config.py).
 SMOKE = {
@@ -35,7 +42,7 @@ SMOKE = {
 IDENTITY = ("-c", "user.name=Preview Portal", "-c", "user.email=portal@example.invalid")
 
 
-def build_repository(path: Path) -> Path:
+def build_repository(path: Path, branches: dict[str, dict[str, str]] = BRANCHES) -> Path:
     """Create the demo repository at `path` unless it is there already."""
     if (path / ".git").exists():
         return path
@@ -44,7 +51,7 @@ def build_repository(path: Path) -> Path:
     git.run("init", "--quiet", "--initial-branch=main", here)
     git.run("-C", here, "add", "-A")
     git.run("-C", here, *IDENTITY, "commit", "--quiet", "-m", "Demo shop")
-    for branch, files in BRANCHES.items():
+    for branch, files in branches.items():
         git.run("-C", here, "checkout", "--quiet", "-b", branch, "main")
         for name, content in files.items():
             (path / name).write_text(content)

@@ -98,7 +98,7 @@ def target_for(environment: Environment, commit: str) -> Target:
         env_key=environment.env_key, project=environment.project.name,
         repository=environment.project.repository, branch=environment.branch, commit=commit,
         components=components, env=preview, secret_env=database.environ(),
-        base_manifests=environment.project.base_manifests,
+        base_manifests=environment.project.base_manifests, database_directory=database.directory,
     )
 
 

@@ -21,7 +21,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from environments import dbpool, git, reconciler, roles, services
+from environments import dbpool, git, reconciler, roles, sandbox, services
 from environments import metrics as portal_metrics
 from environments.api import MAX_POOL_SIZE
 from environments.backends import BackendError, get
@@ -212,6 +212,7 @@ def environment(request: HttpRequest, pk: int) -> HttpResponse:
         "manifests": env.runs.exclude(rendered="").only("pk", "kind", "rendered").first(),
         "components": env.project.components.values_list("name", flat=True),
         "audit_events": env.audit_events.all()[:AUDIT_SHOWN],
+        "unsandboxed": sandbox.warning() if settings.PORTAL_RUNTIME == "local" else "",
     }
     return render(request, "environments/environment.html", context)
 

@@ -161,8 +161,12 @@ PORTAL_INGRESS_ANNOTATIONS = env.json_object(
 )
 PORTAL_BASE_DOMAIN = env.text("PORTAL_BASE_DOMAIN", "preview.localhost").strip(".")
 PORTAL_NAMING = env.choice("PORTAL_NAMING", ("slug", "hash"), "slug")
-# Seconds a local component has to answer its health path after it starts.
+# Seconds a component has to become ready: a local one to answer its health path, a Deployment
+# to roll out.
 PORTAL_READY_TIMEOUT = env.number("PORTAL_READY_TIMEOUT", 60, minimum=1)
+
+# Local runtime: branch code in bubblewrap when it is installed (auto), or refuse without it.
+PORTAL_SANDBOX = env.choice("PORTAL_SANDBOX", ("auto", "required"), "auto")
 
 PORTAL_DB_POOL = env.choice("PORTAL_DB_POOL", ("sqlite", "mysql"), "sqlite")
 PORTAL_POOL_MYSQL_URL = env.text("PORTAL_POOL_MYSQL_URL")

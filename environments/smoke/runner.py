@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -19,11 +18,10 @@ from xml.etree import ElementTree
 
 from django.conf import settings
 
-from environments import dbpool, git
+from environments import dbpool, git, sandbox
 from environments.backends import BackendError
 from environments.backends.pool import DbInfo
 from environments.backends.runtime import url_variable
-from environments.backends.runtime.local import PASSED_THROUGH
 from environments.models import Environment
 from environments.smoke import config
 
@@ -77,6 +75,9 @@ class Suite:
             f"--junitxml={junit}", f"--html={report}", "--self-contained-html",
             f"{BUILT_IN}.py", *([self.tests] if self.tests else []),
         ]
+        # The project's tests are the branch's code: sandboxed, given this folder and its slot.
+        writable = [self.directory, *filter(None, [self.database.directory])]
+        command = sandbox.command(command, writable=writable, cwd=self.directory)
         try:
             done = subprocess.run(
                 command, cwd=self.directory, env=self._environ(marker), capture_output=True,
@@ -97,8 +98,7 @@ class Suite:
         components = env.project.components.filter(name__in=list(urls))
         health = {c.name: list(c.health_paths) for c in components}
         cases = config.cases(env.project.smoke, urls, health, marker)
-        environ = {name: os.environ[name] for name in PASSED_THROUGH if name in os.environ}
-        return environ | {
+        return sandbox.environ() | {
             "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
             "PREVIEW_SMOKE_CASES": json.dumps(cases),
@@ -131,6 +131,7 @@ def prepared(environment: Environment, commit: str) -> Iterator[Suite]:
                         ignore=shutil.ignore_patterns("__pycache__"))
         if tests:
             _export_tests(environment, commit, tests, directory)
+        sandbox.hand_over(directory)
         yield Suite(environment, commit, directory, tests)
 
 

@@ -15,6 +15,9 @@ class DbInfo:
     user: str
     password: str
     url: str
+    # Where the database's files are, for a database that is files on this machine: the one
+    # directory branch code (components, the smoke suite) may write besides its own.
+    directory: str = ""
 
     def public(self) -> dict[str, str]:
         """What any portal user may see: never the password or a DSN carrying it."""

@@ -38,6 +38,8 @@ class Target:
     # The slot's DB values: a runtime keeps them out of anything it shows (Kubernetes: a Secret).
     secret_env: dict[str, str] = field(default_factory=dict)
     base_manifests: str = ""
+    # A database that is files on this machine (the sqlite pool): the directory they are in.
+    database_directory: str = ""
 
 
 class Runtime(ABC):

@@ -18,12 +18,10 @@ from pathlib import Path
 
 from django.conf import settings
 
-from environments import git, probes
+from environments import git, probes, sandbox
 from environments.backends import BackendError
 from environments.backends.runtime import ComponentSpec, Log, Runtime, Target, url_variable
 
-# Only these of the portal's own variables reach a preview process: never its secrets.
-PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
 STOP_GRACE_SECONDS = 5.0
 
 
@@ -218,7 +216,9 @@ class LocalRuntime(Runtime):
         if not (worktree / ".git").exists():
             return None
         try:
-            return git.run("-C", str(worktree), "rev-parse", "HEAD").strip()
+            # The worktree is the sandbox user's: git would refuse it as another user's repository.
+            return git.run("-c", f"safe.directory={worktree}", "-C", str(worktree),
+                           "rev-parse", "HEAD").strip()
         except BackendError:
             return None
 
@@ -234,6 +234,7 @@ class LocalRuntime(Runtime):
                 "--git-dir", str(mirror), "worktree", "add", "--detach", "--force",
                 str(worktree), target.commit,
             )
+        sandbox.hand_over(worktree)
         log(f"checked out {target.commit[:12]} of {target.branch!r} in {worktree}")
 
     def _remove_worktree(self, key: str, log: Log) -> None:
@@ -257,19 +258,23 @@ class LocalRuntime(Runtime):
         log_path.parent.mkdir(parents=True, exist_ok=True)
         pidfile = self._dir(key) / f"{spec.name}.pid"
         pidfile.unlink(missing_ok=True)
-        environ = {name: os.environ[name] for name in PASSED_THROUGH if name in os.environ}
+        environ = sandbox.environ()
         environ.update(target.env)
         environ.update(target.secret_env)
         environ.update({url_variable(name): _url(other) for name, other in ports.items()})
         environ.update(spec.env)
         environ.update({"PORT": str(port), "PYTHONUNBUFFERED": "1"})
+        worktree = self._worktree(key)
+        writable = [worktree, *filter(None, [target.database_directory])]
+        command = sandbox.command(["/bin/sh", "-c", spec.start_command], writable=writable,
+                                  cwd=worktree, session_leader=True)
         # setsid -f: the process leads its own session (one group to stop at teardown) and is
-        # not our child, so it outlives the worker that started it.
-        script = 'echo $$ > "$0"; exec /bin/sh -c "$1"'
+        # not our child, so it outlives the worker that started it. The pid is the sandbox's.
+        script = 'echo $$ > "$0"; shift; exec "$@"'
         with log_path.open("ab") as out:
             subprocess.run(
-                ["setsid", "-f", "/bin/sh", "-c", script, str(pidfile), spec.start_command],
-                cwd=self._worktree(key), env=environ, stdin=subprocess.DEVNULL,
+                ["setsid", "-f", "/bin/sh", "-c", script, str(pidfile), "-", *command],
+                cwd=worktree, env=environ, stdin=subprocess.DEVNULL,
                 stdout=out, stderr=subprocess.STDOUT, check=True, timeout=30,
             )
         pid = self._read_pid(pidfile)

@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from environments import dbpool
+from environments import dbpool, sandbox
 
 
 class Command(BaseCommand):
@@ -37,6 +37,8 @@ class Command(BaseCommand):
             f"pool {settings.PORTAL_DB_POOL})\n"
             f"Log in as: admin / {password}   (a new password each start)\n"
         ))
+        if settings.PORTAL_RUNTIME == "local" and sandbox.warning():
+            self.stdout.write(self.style.WARNING(f"No sandbox: {sandbox.warning()}\n"))
         self._supervise(children)
 
     def _admin_password(self) -> str:
