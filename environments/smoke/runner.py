@@ -18,7 +18,7 @@ from xml.etree import ElementTree
 
 from django.conf import settings
 
-from environments import dbpool, git, sandbox
+from environments import dbpool, git, redact, sandbox
 from environments.backends import BackendError
 from environments.backends.pool import DbInfo
 from environments.backends.runtime import url_variable
@@ -73,7 +73,8 @@ class Suite:
         command = [
             sys.executable, "-m", "pytest", *(f"-p{plugin}" for plugin in PLUGINS),
             f"--junitxml={junit}", f"--html={report}", "--self-contained-html",
-            f"{BUILT_IN}.py", *([self.tests] if self.tests else []),
+            # After "--": a path, never an option, whatever a stored configuration says.
+            "--", f"{BUILT_IN}.py", *([self.tests] if self.tests else []),
         ]
         # The project's tests are the branch's code: sandboxed, given this folder and its slot.
         writable = [self.directory, *filter(None, [self.database.directory])]
@@ -112,12 +113,12 @@ class Suite:
         } | {url_variable(name): url for name, url in urls.items()}
 
     def _redacted(self, outcome: Outcome) -> Outcome:
-        """A failing test may print the DSN; reports are readable by whoever has the link."""
-        secret = self.database.password
-        if not secret:
-            return outcome
-        checks = [c | {"detail": c["detail"].replace(secret, "****")} for c in outcome.checks]
-        return Outcome(checks, outcome.report.replace(secret.encode(), b"****"))
+        """A failing test may print the DSN or an env value; reports are readable by whoever has
+        the link."""
+        values = redact.secret_values(self.environment.project, self.database.password)
+        checks = [c | {"detail": redact.secrets(c["detail"], values)} for c in outcome.checks]
+        page = redact.secrets(outcome.report.decode(errors="replace"), values)
+        return Outcome(checks, page.encode())
 
 
 @contextmanager
