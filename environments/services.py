@@ -35,7 +35,7 @@ from environments.models import (
 
 logger = logging.getLogger("preview_portal")
 User = AbstractBaseUser | AnonymousUser | None
-_SHA = re.compile(r"^[0-9a-f]{7,40}$")
+_SHA = re.compile(r"[0-9a-f]{40}")
 
 
 @dataclass
@@ -103,12 +103,46 @@ class Target:
 
 
 def check_branch(project: Project, branch: str, commit: str | None) -> Target:
-    """What to deploy, or Refused when the branch or commit is not usable. Asks the repository:
-    call it before a transaction, not inside one."""
+    """What to deploy: the branch's head, or `commit` when the branch's history holds it (any
+    other commit of the repository, a fork's included, would deploy under the branch's name).
+    Refused when the branch or commit is not usable. Asks the repository: call it before a
+    transaction, not inside one."""
+    _check_names(project, branch, commit)
+    head = _head(project, branch)
+    if commit is None or commit == head:
+        return Target(branch, head)
+    if not is_older(project, commit, head):
+        raise Refused(f"commit {commit} is not on branch {branch!r} of {project.name}", 400,
+                      {"project": project.name, "branch": branch, "commit": commit})
+    return Target(branch, commit)
+
+
+def check_pull_request_head(project: Project, branch: str, commit: str) -> Target:
+    """The head commit a signed pull_request delivery names. GitHub vouches for it, and the
+    branch may have moved on (or been forced away from it) since: it is not looked for in the
+    branch's history."""
+    _check_names(project, branch, commit)
+    _head(project, branch)
+    return Target(branch, commit)
+
+
+def _check_names(project: Project, branch: str, commit: str | None) -> None:
     if not git.is_valid_branch_name(branch):
         raise Refused(f"{branch!r} is not a valid git branch name", 400, {"branch": branch})
-    if commit is not None and not _SHA.match(commit):
-        raise Refused(f"{commit!r} is not a commit id (7-40 hex digits)", 400)
+    if git.PULL_HEAD.fullmatch(branch) and not project.deploy_forks:
+        # GitHub's ref of a pull request's head is how a fork's code is reached: the same rule
+        # as for a fork's pull request, whichever way the launch comes in.
+        raise Refused(
+            f"{branch!r} is a pull request's head, which may be a fork's code: project "
+            f"{project.name} deploys those only with deploy_forks set (launch a branch of the "
+            "repository by its own name)", 403, {"project": project.name, "branch": branch})
+    # Full ids only: a short one is ambiguous, and what is stored is what runs, commit statuses
+    # and QA sign-offs refer to.
+    if commit is not None and not _SHA.fullmatch(commit):
+        raise Refused(f"{commit!r} is not a commit id (its 40 hex digits)", 400)
+
+
+def _head(project: Project, branch: str) -> str:
     try:
         head = git.resolve(project.repository, branch)
     except BackendError as exc:
@@ -118,7 +152,7 @@ def check_branch(project: Project, branch: str, commit: str | None) -> Target:
             f"branch {branch!r} is not in the repository of {project.name}", 404,
             {"project": project.name, "branch": branch},
         )
-    return Target(branch, commit or head)
+    return head
 
 
 def is_older(project: Project, commit: str, newer: str) -> bool:

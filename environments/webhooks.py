@@ -305,7 +305,7 @@ def _deploy_plan(project: Project, pull_request: PullRequest) -> services.Target
     live = Environment.objects.active().filter(project=project, branch=pull_request.branch)
     if pull_request.draft and not project.deploy_drafts and not live.exists():
         return "a draft (the project's deploy_drafts allows it)"
-    target = services.check_branch(project, pull_request.branch, pull_request.sha)
+    target = services.check_pull_request_head(project, pull_request.branch, pull_request.sha)
     current = _current_commit(live.first())
     if (pull_request.action == "synchronize" and current and current != target.commit
             and services.is_older(project, target.commit, current)):
