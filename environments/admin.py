@@ -3,9 +3,10 @@ hand edit of an environment, run or audit event would contradict what actually r
 
 from django import forms
 from django.contrib import admin
+from django.db.models import Model
 from django.http import HttpRequest
 
-from environments import crypto
+from environments import crypto, roles
 from environments.models import (
     ApiToken,
     AuditEvent,
@@ -20,7 +21,17 @@ from environments.models import (
 )
 
 
-class ComponentInline(admin.TabularInline):
+class AdminRoleEdits:
+    """Only the portal's admin role adds, changes or deletes these, whatever Django permissions
+    a staff account was given: a component's start_command runs as a shell on the worker."""
+
+    def _admin_role(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return roles.can(request.user, roles.MANAGE_PROJECTS)
+
+    has_add_permission = has_change_permission = has_delete_permission = _admin_role
+
+
+class ComponentInline(AdminRoleEdits, admin.TabularInline):
     model = Component
     extra = 0
     fields = ("position", "name", "image", "port", "health_paths", "env_vars", "start_command",
@@ -58,7 +69,7 @@ class ProjectForm(forms.ModelForm):
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(AdminRoleEdits, admin.ModelAdmin):
     form = ProjectForm
     list_display = ("name", "repository", "github_repository", "own_webhook_secret",
                     "ttl_hours")
@@ -71,6 +82,10 @@ class ProjectAdmin(admin.ModelAdmin):
     @admin.display(boolean=True)
     def own_webhook_secret(self, project: Project) -> bool:
         return bool(project.webhook_secret)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        # Listed on the admin's index for an admin without Django permissions too.
+        return super().has_module_permission(request) or self._admin_role(request)
 
 
 @admin.register(Environment)

@@ -272,6 +272,7 @@ def launch_asked_during_teardown(environment: Environment) -> Environment | None
 
 def redeploy(environment: Environment, *, actor: User, interface: str,
              commit: str | None = None) -> Run:
+    _refuse_unless_may_change(environment, actor, "redeploy")
     if environment.status in (EnvironmentStatus.TEARING_DOWN, EnvironmentStatus.TORN_DOWN):
         raise Refused("the environment is being torn down; launch it again once it is gone", 409)
     commit = commit or check_branch(environment.project, environment.branch, None).commit
@@ -294,6 +295,7 @@ def redeploy(environment: Environment, *, actor: User, interface: str,
 
 
 def teardown(environment: Environment, *, actor: User, interface: str) -> Run:
+    _refuse_unless_may_change(environment, actor, "tear down")
     if environment.status == EnvironmentStatus.TORN_DOWN:
         raise Refused("the environment is already torn down", 409)
     with transaction.atomic():
@@ -312,6 +314,24 @@ def teardown(environment: Environment, *, actor: User, interface: str) -> Run:
         )
         audit(actor, interface, "teardown", environment)
     return run
+
+
+def may_change(environment: Environment, actor: User) -> bool:
+    """Whether `actor` may redeploy or tear the environment down. A pinned one is being kept
+    as it is: only its owner or an admin. Without a user (expiry, which skips pinned ones, and
+    webhooks, acting for the repository) the portal may."""
+    return not environment.pinned or actor is None or _owner_or_admin(environment, actor)
+
+
+def _refuse_unless_may_change(environment: Environment, actor: User, action: str) -> None:
+    if not may_change(environment, actor):
+        raise Refused(f"the environment is pinned: only its owner or an admin may {action} it",
+                      403, {"owner": environment.owner.get_username()
+                            if environment.owner else None})
+
+
+def _owner_or_admin(environment: Environment, actor: User) -> bool:
+    return roles.can(actor, roles.PIN) or environment.owner_id == getattr(actor, "pk", None)
 
 
 def quota_problem(project: Project, actor: User) -> Refused | None:
@@ -346,7 +366,7 @@ def _over_quota(message: str, limit: int, held: list[Environment]) -> Refused:
 
 def extend(environment: Environment, *, actor: User, interface: str, hours: float) -> None:
     """Push expiry `hours` further (from now if it already passed), up to the cap."""
-    if not (roles.can(actor, roles.PIN) or environment.owner_id == getattr(actor, "pk", None)):
+    if not _owner_or_admin(environment, actor):
         raise Refused("only the environment's owner or an admin may extend it", 403)
     _push_expiry(environment, hours, actor, interface)
 

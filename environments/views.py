@@ -302,12 +302,13 @@ def _actions(request: HttpRequest, env: Environment, busy: bool) -> dict[str, bo
     going = env.status in (EnvironmentStatus.TEARING_DOWN, EnvironmentStatus.TORN_DOWN)
     verified = env.status in (EnvironmentStatus.READY, EnvironmentStatus.DEGRADED)
     admin = roles.can(request.user, roles.PIN)
+    changeable = services.may_change(env, request.user)  # pinned: its owner or an admin
     return {
         "extend": not going and not env.pinned and (admin or (
             roles.can(request.user, roles.EXTEND) and env.owner_id == request.user.pk)),
         "pin": admin and not going,
-        "redeploy": roles.can(request.user, roles.REDEPLOY) and not going,
-        "teardown": roles.can(request.user, roles.TEARDOWN) and not going,
+        "redeploy": roles.can(request.user, roles.REDEPLOY) and not going and changeable,
+        "teardown": roles.can(request.user, roles.TEARDOWN) and not going and changeable,
         # While a run is open another smoke run would only queue behind it.
         "smoke": roles.can(request.user, roles.SMOKE) and verified and not busy,
     }

