@@ -116,10 +116,24 @@ MEDIA_ROOT = VAR_DIR / "media"
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Lax"
-if not DEBUG:
-    SESSION_COOKIE_SECURE = PORTAL_BASE_URL.startswith("https://")
-    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 CSRF_TRUSTED_ORIGINS = [PORTAL_BASE_URL]
+# Served over https (PORTAL_BASE_URL says so): cookies never travel in clear, http is redirected
+# and browsers are told (HSTS) to use https only, for the portal's host and its subdomains.
+_HTTPS = PORTAL_BASE_URL.startswith("https://") and not DEBUG
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT = _HTTPS
+# Kubelet probes and Prometheus scrape the pod itself, over plain http.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env.integer("PORTAL_HSTS_SECONDS", 365 * 24 * 3600) if _HTTPS else 0
+# `preload` only makes the domain eligible: nothing is preloaded unless its owner submits it.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = True
+# Behind a proxy that ends TLS (e.g. an ALB) requests arrive over http: the header the proxy
+# sets to the client's scheme tells https apart. Set it only behind a proxy that overwrites
+# that header, or any client could claim https.
+PORTAL_PROXY_SSL_HEADER = env.matching("PORTAL_PROXY_SSL_HEADER", r"([A-Za-z][A-Za-z0-9-]*)?", "")
+if PORTAL_PROXY_SSL_HEADER:
+    SECURE_PROXY_SSL_HEADER = (
+        "HTTP_" + PORTAL_PROXY_SSL_HEADER.upper().replace("-", "_"), "https"
+    )
 
 # Task queue (django-q2). At-least-once delivery: timeout < retry so a task is never redelivered
 # while its first delivery still runs; the pipeline's own claim makes redelivery harmless.
@@ -141,6 +155,10 @@ if PORTAL_BROKER == "redis":
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+# What portal/login.py counts failed logins in: with Redis every web process shares it.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                      "LOCATION": REDIS_URL, "KEY_PREFIX": "portal"}} if REDIS_URL else {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 PORTAL_RUNTIME = env.choice("PORTAL_RUNTIME", ("local", "kubernetes"), "local")
 PORTAL_KUBECONFIG = env.text("PORTAL_KUBECONFIG")

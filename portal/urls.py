@@ -4,9 +4,14 @@ from django.urls import include, path
 
 from environments import webhooks
 from environments.api import api
+from portal import login
+
+# The admin's own login page is a way in too: throttled the same.
+admin.site.login_form = login.AdminLoginForm
 
 urlpatterns = [
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", auth_views.LoginView.as_view(authentication_form=login.LoginForm),
+         name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
