@@ -177,12 +177,14 @@ def smoke(ctx: Context) -> None:
     if last and (last.ok or last.number >= attempts):
         ctx.log(f"smoke checks already ran ({last.number} attempts)")
         return
-    with runner.prepared(ctx.environment, ctx.commit) as suite:
-        for number in range(last.number + 1 if last else 1, attempts + 1):
-            if number > 1:
-                _back_off(ctx, number)
-            if _attempt(ctx, suite, number).ok:
-                return
+    suite = runner.prepared(ctx.environment, ctx.commit, ctx.run.pk)
+    ctx.log("the checks reach " + (", ".join(f"{name} at {url}" for name, url in suite.urls.items())
+                                   or "no component"))
+    for number in range(last.number + 1 if last else 1, attempts + 1):
+        if number > 1:
+            _back_off(ctx, number)
+        if _attempt(ctx, suite, number).ok:
+            return
 
 
 def _back_off(ctx: Context, number: int) -> None:
@@ -198,7 +200,7 @@ def report_key(environment: Environment, run: Run, number: int) -> str:
 
 
 def _attempt(ctx: Context, suite: runner.Suite, number: int) -> runner.Outcome:
-    outcome = suite.run(number, marker=f"smoke-{ctx.run.pk}-{number}-{secrets.token_hex(4)}")
+    outcome = suite.run(number, f"smoke-{ctx.run.pk}-{number}-{secrets.token_hex(4)}", ctx.log)
     key = report_key(ctx.environment, ctx.run, number)
     get("storage").save(key, outcome.report, "text/html")
     SmokeAttempt.objects.update_or_create(

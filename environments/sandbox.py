@@ -78,7 +78,8 @@ def command(argv: Sequence[str], *, writable: Iterable[Path] = (), readable: Ite
     writable = [Path(p).resolve() for p in writable]
     readable = [Path(p) for p in (*_interpreter(), *readable)]
     options = ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-               "--cap-drop", "ALL", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+               "--cap-drop", "ALL", "--proc", "/proc", "--dev", "/dev",
+               "--perms", "1777", "--tmpfs", "/tmp",
                "--ro-bind", "/usr", "/usr"]
     if not session_leader:
         options.append("--die-with-parent")
@@ -100,6 +101,8 @@ def hand_over(*paths: Path) -> None:
     for path in paths:
         for root, directories, files in os.walk(path):
             os.chown(root, NOBODY, NOBODY)
+            # bwrap, root without capabilities, enters it before it becomes nobody.
+            os.chmod(root, os.stat(root).st_mode | 0o055)
             for name in (*directories, *files):
                 os.chown(os.path.join(root, name), NOBODY, NOBODY, follow_symlinks=False)
 

@@ -237,6 +237,9 @@ PORTAL_CLAIM_SECONDS = env.number("PORTAL_CLAIM_SECONDS", 120, minimum=0.1)
 # A slot reset asked for this long ago with no outcome was lost: the reconciler asks again.
 PORTAL_RESET_LOST_MINUTES = env.number("PORTAL_RESET_LOST_MINUTES", 10, minimum=0.01)
 PORTAL_SMOKE_ATTEMPTS = env.integer("PORTAL_SMOKE_ATTEMPTS", 3, minimum=1)
+# Kubernetes runtime: the image of the smoke Jobs (one with pytest: the portal's own), unless a
+# project's smoke configuration names one.
+PORTAL_SMOKE_IMAGE = env.text("PORTAL_SMOKE_IMAGE")
 # Seconds before the second smoke attempt, doubling for each further one (at most a minute).
 PORTAL_SMOKE_BACKOFF = env.number("PORTAL_SMOKE_BACKOFF", 5, minimum=0)
 PORTAL_ENV_TTL_HOURS = env.number("PORTAL_ENV_TTL_HOURS", 72, minimum=0.001)

@@ -184,6 +184,7 @@ def kubernetes_runtime(settings, kube_cluster: kube.Cluster) -> Iterator[str]:
     settings.PORTAL_READY_TIMEOUT = 30
     # No container really runs on kwok's node: one smoke attempt shows that soon enough.
     settings.PORTAL_SMOKE_ATTEMPTS = 1
+    settings.PORTAL_SMOKE_IMAGE = kube.SMOKE_IMAGE
     yield namespace
     kube.delete_namespace(kube_cluster.client(), namespace)  # frees the node for later tests
 

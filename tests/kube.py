@@ -14,6 +14,8 @@ from kubernetes.dynamic.exceptions import NotFoundError
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "k8s-cluster"
 START_TIMEOUT = 180
+# The smoke Jobs' image on the test cluster (kwok runs no container: any name does).
+SMOKE_IMAGE = "ghcr.io/preview-portal/portal:test"
 
 
 def missing() -> str:
@@ -52,7 +54,7 @@ class Cluster:
 
 def resource(api: DynamicClient, kind: str) -> Any:
     versions = {"Deployment": "apps/v1", "ReplicaSet": "apps/v1",
-                "Ingress": "networking.k8s.io/v1"}
+                "Ingress": "networking.k8s.io/v1", "Job": "batch/v1"}
     return api.resources.get(api_version=versions.get(kind, "v1"), kind=kind)
 
 

@@ -34,7 +34,8 @@ def on_cluster(template: Template, var: Path, cluster: kube.Cluster) -> tuple[Po
     namespace = f"crash-{next(_namespaces)}"
     portal = copy_of(template, var, PORTAL_RUNTIME="kubernetes",
                      PORTAL_KUBECONFIG=str(cluster.kubeconfig), PORTAL_K8S_NAMESPACE=namespace,
-                     PORTAL_SMOKE_ATTEMPTS="1", PORTAL_READY_TIMEOUT="90")
+                     PORTAL_SMOKE_ATTEMPTS="1", PORTAL_READY_TIMEOUT="90",
+                     PORTAL_SMOKE_IMAGE=kube.SMOKE_IMAGE)
     return portal, namespace
 
 

@@ -124,6 +124,7 @@ def run_as_the_service_account(settings: Any, kubeconfig: Path, mode: str) -> No
     settings.PORTAL_K8S_NAMESPACE_MODE = mode
     settings.PORTAL_READY_TIMEOUT = 30
     settings.PORTAL_SMOKE_ATTEMPTS = 1  # kwok runs no container: the app never answers
+    settings.PORTAL_SMOKE_IMAGE = kube.SMOKE_IMAGE
 
 
 def deploy_and_tear_down(demo_project: Any, developer: Any) -> Any:

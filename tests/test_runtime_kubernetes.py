@@ -4,6 +4,8 @@ plane and kwok's simulated node, started once per session by scripts/k8s-cluster
 import base64
 import http.server
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,9 +17,10 @@ from django.core.management import call_command
 
 from environments import demo, git, naming, pipeline, services
 from environments.backends import BackendError, get
-from environments.backends.runtime.kubernetes import ATTEMPTS
+from environments.backends.runtime.kubernetes import ATTEMPTS, KubernetesRuntime
 from environments.backends.runtime.manifests import RUNTIME_ROLE
 from environments.models import Environment, EnvironmentStatus, Interface, StepStatus
+from environments.smoke import runner
 from tests import kube
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -118,11 +121,79 @@ def test_launch_applies_named_labelled_objects_and_rolls_out(launched, kubernete
     assert f"image: ghcr.io/preview-portal/demo-web:{commit}" in rendered
 
 
-def test_simulated_cluster_environment_is_degraded_because_the_app_is_unreachable(launched):
-    # kwok runs no container: Kubernetes says ready, but nothing answers at the URLs.
+def test_on_the_simulated_node_the_smoke_job_reports_nothing_and_the_environment_is_degraded(
+        launched, kubernetes_runtime, api):
+    # kwok runs no container: the smoke Job's pod "completes" with kwok's canned log.
     assert launched.status == EnvironmentStatus.DEGRADED
-    assert "could not reach the app" in launched.status_detail
-    assert "runtime reports every component ready" in launched.status_detail
+    assert "the smoke attempt reported no result" in launched.status_detail
+    assert labelled(api, kubernetes_runtime, "batch.kubernetes.io/job-name") == []
+
+
+@pytest.fixture
+def simulated_job(monkeypatch: pytest.MonkeyPatch, api, tmp_path: Path) -> dict[str, dict]:
+    """Each smoke Job "runs" here: what the Job and its ConfigMap hold is kept, and its pod's
+    log is what attempt.py prints for a passing test (kwok runs no container)."""
+    seen: dict[str, dict] = {}
+
+    def output(runtime, namespace: str, name: str) -> str:
+        seen["job"] = kube.resource(api, "Job").get(name=name, namespace=namespace).to_dict()
+        seen["config_map"] = kube.resource(api, "ConfigMap").get(
+            name=name, namespace=namespace).to_dict()
+        (tmp_path / "attempt.py").write_bytes(runner.ATTEMPT.read_bytes())
+        (tmp_path / "test_simulated.py").write_text("def test_the_job_ran():\n    pass\n")
+        done = subprocess.run([sys.executable, "attempt.py", "60", "--", "test_simulated.py"],
+                              cwd=tmp_path, capture_output=True, text=True, check=True)
+        return "pulling nothing: simulated\n" + done.stdout
+
+    monkeypatch.setattr(KubernetesRuntime, "_job_output", output)
+    return seen
+
+
+def test_each_smoke_attempt_is_a_job_holding_no_token_and_none_of_the_portals_secrets(
+        kubernetes_runtime, demo_project, pool_of, developer, api, simulated_job, settings):
+    pool_of(1)
+    environment = launch(demo_project, "main", developer)
+
+    assert environment.status == EnvironmentStatus.READY, environment.status_detail
+    attempt = environment.runs.get().smoke_attempts.get()
+    assert (attempt.passed, attempt.failed) == (1, 0)
+    assert b"test_the_job_ran" in get("storage").open(attempt.report_key).read()
+    job, files = simulated_job["job"], simulated_job["config_map"]
+    key, namespace = environment.env_key, kubernetes_runtime
+    assert job["metadata"]["labels"]["preview-portal/environment"] == key
+    assert job["spec"]["backoffLimit"] == 0 and job["spec"]["activeDeadlineSeconds"] > 0
+    pod = job["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False and pod["enableServiceLinks"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    container = pod["containers"][0]
+    assert container["image"] == kube.SMOKE_IMAGE and container["resources"]["limits"]
+    env = {var["name"]: var["value"] for var in container["env"]}
+    assert not [name for name in env if name.startswith("PORTAL_") or "TOKEN" in name]
+    assert not [name for name, value in env.items() if settings.SECRET_KEY in value]
+    web = f"http://{naming.object_name('web', key)}.{namespace}.svc/"
+    assert env["PREVIEW_URL_WEB"] == web
+    paths = {item["path"] for item in pod["volumes"][0]["configMap"]["items"]}
+    assert {"attempt.py", "preview_checks.py", "smoke/test_front_page.py"} <= paths
+    assert len(files["data"]) == len(paths)
+    assert f"the checks reach web at {web}" in run_log(environment)
+    assert labelled(api, namespace, "batch.kubernetes.io/job-name") == []  # deleted after
+
+
+def test_a_smoke_job_left_behind_by_a_failed_attempt_goes_with_the_teardown(
+        kubernetes_runtime, demo_project, pool_of, developer, api, monkeypatch):
+    def lost(runtime, namespace: str, name: str, timeout: float) -> str:
+        raise BackendError("the worker lost the Job (simulated)")
+
+    monkeypatch.setattr(KubernetesRuntime, "_wait_job", lost)
+    pool_of(1)
+    environment = launch(demo_project, "main", developer)
+    assert environment.status == EnvironmentStatus.FAILED
+    selector = f"preview-portal/environment={environment.env_key}"
+    assert kube.items(api, "Job", kubernetes_runtime, selector)
+
+    services.teardown(environment, actor=developer, interface=Interface.CLI)
+    assert kube.items(api, "Job", kubernetes_runtime, selector) == []
+    assert kube.items(api, "ConfigMap", kubernetes_runtime, selector) == []
 
 
 def test_redeploy_with_a_new_commit_changes_only_the_image(launched, kubernetes_runtime, api,

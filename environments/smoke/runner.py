@@ -1,16 +1,14 @@
-"""Runs the smoke suite of one environment with pytest in a subprocess and reads its result:
-counts and failing checks from the JUnit XML, the report from pytest-html."""
+"""Runs the smoke suite of one environment where the runtime runs branch code (the local sandbox,
+a Kubernetes Job) and reads its result: counts and failing checks from the JUnit XML, the report
+from pytest-html, both sent back on the attempt's last line of output (attempt.py)."""
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import shutil
-import subprocess
-import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,19 +16,20 @@ from xml.etree import ElementTree
 
 from django.conf import settings
 
-from environments import dbpool, git, redact, sandbox
-from environments.backends import BackendError
+from environments import dbpool, git, redact
+from environments.backends import BackendError, get
 from environments.backends.pool import DbInfo
-from environments.backends.runtime import url_variable
+from environments.backends.runtime import Log, SuiteRun, url_variable
 from environments.models import Environment
 from environments.smoke import config
+from environments.smoke.attempt import RESULTS
 
 SUITE = Path(__file__).resolve().parent / "suite"
+ATTEMPT = Path(__file__).resolve().parent / "attempt.py"
 BUILT_IN = "preview_checks"
-# One attempt; below the run's claim (services.CLAIM_SECONDS), which is renewed between them.
+# One attempt; below the run's claim (PORTAL_CLAIM_SECONDS), which is renewed between them.
 TIMEOUT_SECONDS = 100
 DETAIL_CHARS = 300
-PLUGINS = ("pytest_metadata.plugin", "pytest_html.plugin")
 FAILING = ("failed", "error")
 PROBLEMS = {"failure": "failed", "error": "error", "skipped": "skipped"}  # JUnit tag -> outcome
 TESTS_RAN = (0, 1)  # pytest's exit codes: all passed, some failed; others say it could not run
@@ -54,52 +53,43 @@ class Outcome:
 
 
 class Suite:
-    """The suite of one environment, laid out once in `directory` for all attempts of a step."""
+    """The suite of one environment at one commit: the same files for all attempts of a step."""
 
-    def __init__(self, environment: Environment, commit: str, directory: Path,
-                 tests: str) -> None:
+    def __init__(self, environment: Environment, commit: str, run_pk: int,
+                 files: dict[str, bytes], tests: str) -> None:
         self.environment = environment
         self.commit = commit
-        self.directory = directory
+        self.run_pk = run_pk
+        self.files = files
         self.tests = tests
         slot = environment.slot
         if slot is None:
             raise BackendError("the environment holds no DB slot to check")
         self.database: DbInfo = dbpool.slot_connection(slot)
+        self.runtime = get("runtime")
+        env = environment
+        components = list(env.project.components.values_list("name", flat=True))
+        # Where the checks reach the app: on Kubernetes its Services, from inside the cluster.
+        self.urls = self.runtime.suite_urls(env.env_key, components, env.urls)
 
-    def run(self, number: int, marker: str) -> Outcome:
-        junit = self.directory / f"attempt-{number}.xml"
-        report = self.directory / f"attempt-{number}.html"
-        command = [
-            sys.executable, "-m", "pytest", *(f"-p{plugin}" for plugin in PLUGINS),
-            f"--junitxml={junit}", f"--html={report}", "--self-contained-html",
+    def run(self, number: int, marker: str, log: Log) -> Outcome:
+        suite = SuiteRun(
+            env_key=self.environment.env_key, name=f"smoke-{self.run_pk}-{number}",
+            files=self.files, environ=self._environ(marker), timeout=TIMEOUT_SECONDS,
             # After "--": a path, never an option, whatever a stored configuration says.
-            "--", f"{BUILT_IN}.py", *([self.tests] if self.tests else []),
-        ]
-        # The project's tests are the branch's code: sandboxed, given this folder and its slot.
-        writable = [self.directory, *filter(None, [self.database.directory])]
-        command = sandbox.command(command, writable=writable, cwd=self.directory)
-        try:
-            done = subprocess.run(
-                command, cwd=self.directory, env=self._environ(marker), capture_output=True,
-                timeout=TIMEOUT_SECONDS, check=False, stdin=subprocess.DEVNULL,
-            )
-            output, ran = (done.stdout + done.stderr).decode(errors="replace"), done.returncode
-        except subprocess.TimeoutExpired as exc:
-            output = ((exc.stdout or b"") + (exc.stderr or b"")).decode(errors="replace") + (
-                f"\nthe smoke suite did not finish within {TIMEOUT_SECONDS} s")
-            ran = None
-        except OSError as exc:
-            raise BackendError(f"cannot start pytest for the smoke suite: {exc}") from exc
-        return self._redacted(_outcome(junit, report, output, ran in TESTS_RAN))
+            python_args=(ATTEMPT.name, str(TIMEOUT_SECONDS), "--", f"{BUILT_IN}.py",
+                     *([self.tests] if self.tests else [])),
+            image=self.environment.project.smoke.get("image") or settings.PORTAL_SMOKE_IMAGE,
+            database_directory=self.database.directory,
+        )
+        return self._redacted(_outcome(self.runtime.run_suite(suite, log)))
 
     def _environ(self, marker: str) -> dict[str, str]:
         env = self.environment
-        urls = env.urls
-        components = env.project.components.filter(name__in=list(urls))
-        health = {c.name: list(c.health_paths) for c in components}
-        cases = config.cases(env.project.smoke, urls, health, marker)
-        return sandbox.environ() | {
+        health = {c.name: list(c.health_paths)
+                  for c in env.project.components.filter(name__in=list(self.urls))}
+        cases = config.cases(env.project.smoke, self.urls, health, marker)
+        return {
             "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
             "PREVIEW_SMOKE_CASES": json.dumps(cases),
@@ -110,7 +100,7 @@ class Suite:
             "PREVIEW_BRANCH": env.branch,
             "PREVIEW_COMMIT": self.commit,
             "PREVIEW_ENV_KEY": env.env_key,
-        } | {url_variable(name): url for name, url in urls.items()}
+        } | {url_variable(name): url for name, url in self.urls.items()}
 
     def _redacted(self, outcome: Outcome) -> Outcome:
         """A failing test may print the DSN or an env value; reports are readable by whoever has
@@ -121,19 +111,21 @@ class Suite:
         return Outcome(checks, page.encode())
 
 
-@contextmanager
-def prepared(environment: Environment, commit: str) -> Iterator[Suite]:
-    """The built-in checks plus the project's own test files of `commit`, in a scratch folder."""
+def prepared(environment: Environment, commit: str, run_pk: int) -> Suite:
+    """The built-in checks, the project's own test files of `commit` and the script that runs
+    them, as files for the runtime."""
     environment = Environment.objects.select_related("project").get(pk=environment.pk)
     tests = environment.project.smoke.get("tests", "")
     with tempfile.TemporaryDirectory(prefix="smoke-", dir=settings.VAR_DIR) as scratch:
         directory = Path(scratch)
         shutil.copytree(SUITE, directory, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(ATTEMPT, directory)
         if tests:
             _export_tests(environment, commit, tests, directory)
-        sandbox.hand_over(directory)
-        yield Suite(environment, commit, directory, tests)
+        files = {str(path.relative_to(directory)): path.read_bytes()
+                 for path in sorted(directory.rglob("*")) if path.is_file()}
+    return Suite(environment, commit, run_pk, files, tests)
 
 
 def _export_tests(environment: Environment, commit: str, path: str, directory: Path) -> None:
@@ -144,15 +136,30 @@ def _export_tests(environment: Environment, commit: str, path: str, directory: P
     git.export(mirror, commit, path, directory)
 
 
-def _outcome(junit: Path, report: Path, output: str, tests_ran: bool) -> Outcome:
-    page = report.read_bytes() if report.exists() else _plain_report(output)
-    checks = [_check(case) for case in ElementTree.parse(junit).iter("testcase")] \
-        if junit.exists() else []
-    if not tests_ran:
+def _outcome(output: str) -> Outcome:
+    """From the attempt's last result line; an attempt that printed none could not run."""
+    line = next((line for line in reversed(output.splitlines()) if line.startswith(RESULTS)), "")
+    try:
+        result = json.loads(line.removeprefix(RESULTS)) if line else {}
+    except ValueError:
+        result = {}
+    said = str(result.get("output") or output)
+    report, junit = _decoded(result.get("report")), _decoded(result.get("junit"))
+    checks = [_check(case) for case in ElementTree.fromstring(junit).iter("testcase")] \
+        if junit else []
+    if result.get("exit") not in TESTS_RAN:
         # Crashed, timed out, bad arguments, no tests: the suite itself is what failed.
+        unsaid = "" if line else "the smoke attempt reported no result: "
         checks.append({"name": "pytest", "outcome": "error", "ok": False,
-                       "detail": _last_word(output)})
-    return Outcome(checks, page)
+                       "detail": (unsaid + _last_word(said))[:DETAIL_CHARS]})
+    return Outcome(checks, report or _plain_report(said))
+
+
+def _decoded(value: object) -> bytes:
+    try:
+        return base64.b64decode(str(value), validate=True) if value else b""
+    except ValueError:
+        return b""
 
 
 # How a failure reads when no HTTP answer came back at all, from the built-in checks (their own

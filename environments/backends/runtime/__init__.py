@@ -42,6 +42,24 @@ class Target:
     database_directory: str = ""
 
 
+@dataclass(frozen=True)
+class SuiteRun:
+    """One attempt of an environment's smoke suite: branch code, run where the runtime runs
+    branch code (never in the portal's process)."""
+
+    env_key: str
+    name: str  # unique per run and attempt, e.g. smoke-12-2
+    files: dict[str, bytes]  # path in the suite -> content: the checks, the project's tests
+    # A Python's arguments (a Python with pytest), in the suite's folder; its last line of output
+    # is the result.
+    python_args: tuple[str, ...]
+    environ: dict[str, str]
+    timeout: int
+    image: str = ""  # where the runtime runs it in a container
+    # A database that is files on this machine: the suite may write there (its database check).
+    database_directory: str = ""
+
+
 class Runtime(ABC):
     @abstractmethod
     def render(self, target: Target) -> str:
@@ -69,6 +87,15 @@ class Runtime(ABC):
     @abstractmethod
     def component_states(self, env_key: str) -> dict[str, str]:
         """A short state per component ("running ...", "exited ..."), so a dead one shows."""
+
+    @abstractmethod
+    def suite_urls(self, env_key: str, components: list[str], urls: dict[str, str]
+                   ) -> dict[str, str]:
+        """Where the smoke suite reaches each component (given the environment's public URLs)."""
+
+    @abstractmethod
+    def run_suite(self, suite: SuiteRun, log: Log) -> str:
+        """Run one attempt and return its output; an attempt that cannot start is an error."""
 
     @abstractmethod
     def inventory(self) -> dict[str, list[str]]:

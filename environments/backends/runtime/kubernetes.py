@@ -27,8 +27,8 @@ from kubernetes.dynamic import DynamicClient
 
 from environments import naming
 from environments.backends import BackendError
-from environments.backends.runtime import Log, Runtime, Target, manifests
-from environments.backends.runtime.manifests import KINDS, Manifest, Placement
+from environments.backends.runtime import Log, Runtime, SuiteRun, Target, manifests
+from environments.backends.runtime.manifests import KINDS, SERVICE_PORT, Manifest, Placement
 
 T = TypeVar("T")
 FIELD_MANAGER = "preview-portal"
@@ -45,6 +45,8 @@ GRANT_TIMEOUT = 10.0
 LOG_BYTES = 64 * 1024
 # Waiting reasons that are only a container on its way up, not a problem.
 STARTING = {"ContainerCreating", "PodInitializing"}
+SUITE_LOG_BYTES = 16 * 1024 * 1024  # of a smoke Job's log: its report comes back in it
+SUITE_WAIT_GRACE = 30.0  # beyond the Job's own deadline, for the Job controller to say so
 
 
 def _api_client() -> client.ApiClient:
@@ -249,6 +251,28 @@ class KubernetesRuntime(Runtime):
                     return str(entry.get("hostname") or entry.get("ip"))
         return None
 
+    def suite_urls(self, env_key: str, components: list[str], urls: dict[str, str]
+                   ) -> dict[str, str]:
+        """Every component's Service, by the name a pod of the cluster resolves."""
+        namespace = self.placement(env_key).namespace
+        port = "" if SERVICE_PORT == 80 else f":{SERVICE_PORT}"
+        return {name: f"http://{naming.object_name(name, env_key)}.{namespace}.svc{port}/"
+                for name in components}
+
+    def run_suite(self, suite: SuiteRun, log: Log) -> str:
+        """A Job in the environment's namespace; its result is read back from the pod's log."""
+        if not suite.image:
+            raise BackendError("no image for the smoke Job: set PORTAL_SMOKE_IMAGE (the portal's "
+                               "own image has pytest) or the project's smoke \"image\"")
+        namespace = self.placement(suite.env_key).namespace
+        for manifest in manifests.smoke_job(suite, namespace):
+            self._create_once(manifest, log)
+        deadline = suite.timeout + manifests.SMOKE_START_SECONDS + SUITE_WAIT_GRACE
+        ended = self._wait_job(namespace, suite.name, deadline)
+        output = self._job_output(namespace, suite.name)
+        self._delete_job(namespace, suite.name, log)
+        return f"{output}\n{ended}" if ended else output
+
     def delete(self, env_key: str, log: Log) -> None:
         placement = self.placement(env_key)
         if placement.own_namespace:
@@ -360,6 +384,53 @@ class KubernetesRuntime(Runtime):
     def _https(placement: Placement) -> bool:
         ports = placement.ingress_annotations.get("alb.ingress.kubernetes.io/listen-ports", "")
         return "HTTPS" in ports
+
+    # -- smoke Jobs
+
+    def _wait_job(self, namespace: str, name: str, timeout: float) -> str:
+        """"" once the Job succeeded, else why it did not (failed, or never ended)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self._get("Job", namespace, name).get("status") or {}
+            for condition in status.get("conditions") or []:
+                if condition.get("status") != "True":
+                    continue
+                if condition.get("type") == "Complete":
+                    return ""
+                if condition.get("type") == "Failed":
+                    return (f"the smoke Job {name} failed ({condition.get('reason')}: "
+                            f"{condition.get('message') or ''}) "
+                            + "; ".join(self._job_problems(namespace, name))).rstrip()
+            time.sleep(POLL)
+        problems = "; ".join(self._job_problems(namespace, name))
+        return f"the smoke Job {name} did not end in {timeout:.0f} s {problems}".rstrip()
+
+    def _job_pods(self, namespace: str, name: str) -> list[Manifest]:
+        return self._list("Pod", namespace, f"batch.kubernetes.io/job-name={name}")
+
+    def _job_problems(self, namespace: str, name: str) -> list[str]:
+        return [reason for pod in self._job_pods(namespace, name) for reason in _pod_problems(pod)]
+
+    def _job_output(self, namespace: str, name: str) -> str:
+        pods = self._job_pods(namespace, name)
+        if not pods:
+            return ""
+        pod = max(pods, key=lambda p: p["metadata"]["creationTimestamp"])["metadata"]["name"]
+        try:
+            return self._call(
+                f"read the log of smoke pod {pod}",
+                lambda: self.core.read_namespaced_pod_log(
+                    pod, namespace, container="smoke", limit_bytes=SUITE_LOG_BYTES,
+                    _request_timeout=REQUEST_TIMEOUT))
+        except BackendError as exc:
+            return str(exc)  # what the attempt then reports, as it printed nothing readable
+
+    def _delete_job(self, namespace: str, name: str, log: Log) -> None:
+        for kind in ("Job", "ConfigMap"):
+            self._call(f"delete {kind} {namespace}/{name}", lambda k=kind: self._resource(k).delete(
+                name=name, namespace=namespace, propagation_policy="Background",
+                _request_timeout=REQUEST_TIMEOUT), missing={})
+        log(f"deleted the smoke Job {namespace}/{name} and its ConfigMap")
 
     # -- rollout
 

@@ -10,6 +10,8 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
@@ -20,9 +22,17 @@ from django.conf import settings
 
 from environments import git, probes, sandbox
 from environments.backends import BackendError
-from environments.backends.runtime import ComponentSpec, Log, Runtime, Target, url_variable
+from environments.backends.runtime import (
+    ComponentSpec,
+    Log,
+    Runtime,
+    SuiteRun,
+    Target,
+    url_variable,
+)
 
 STOP_GRACE_SECONDS = 5.0
+SUITE_GRACE_SECONDS = 30  # beyond the attempt's own timeout, for it to report
 
 
 @dataclass(frozen=True)
@@ -179,6 +189,32 @@ class LocalRuntime(Runtime):
 
     def address(self, target: Target) -> str | None:
         return None
+
+    def suite_urls(self, env_key: str, components: list[str], urls: dict[str, str]
+                   ) -> dict[str, str]:
+        return dict(urls)
+
+    def run_suite(self, suite: SuiteRun, log: Log) -> str:
+        """In the sandbox, given a scratch folder with the suite and the slot's directory."""
+        with tempfile.TemporaryDirectory(prefix="smoke-", dir=settings.VAR_DIR) as scratch:
+            directory = Path(scratch)
+            for name, content in suite.files.items():
+                (directory / name).parent.mkdir(parents=True, exist_ok=True)
+                (directory / name).write_bytes(content)
+            sandbox.hand_over(directory)
+            command = sandbox.command(
+                [sys.executable, *suite.python_args], cwd=directory,
+                writable=[directory, *filter(None, [suite.database_directory])])
+            try:
+                done = subprocess.run(
+                    command, cwd=directory, env=sandbox.environ() | suite.environ,
+                    capture_output=True, timeout=suite.timeout + SUITE_GRACE_SECONDS,
+                    check=False, stdin=subprocess.DEVNULL)
+            except subprocess.TimeoutExpired as exc:
+                raise BackendError(f"{suite.name} did not end", retryable=True) from exc
+            except OSError as exc:
+                raise BackendError(f"cannot start the smoke suite: {exc}") from exc
+        return (done.stdout + done.stderr).decode(errors="replace")
 
     def delete(self, env_key: str, log: Log) -> None:
         directory = self._dir(env_key)

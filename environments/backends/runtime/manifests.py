@@ -18,7 +18,7 @@ import yaml
 
 from environments import naming
 from environments.backends import BackendError
-from environments.backends.runtime import ComponentSpec, Target
+from environments.backends.runtime import ComponentSpec, SuiteRun, Target
 
 Manifest = dict[str, Any]
 
@@ -33,7 +33,10 @@ KINDS: dict[str, str] = {
     "Service": "v1",
     "Deployment": "apps/v1",
     "Ingress": "networking.k8s.io/v1",
+    "Job": "batch/v1",  # smoke attempts (a project's base may not hold one: see project_base)
 }
+# What a project's base manifests may hold: smoke Jobs are the portal's own.
+BASE_KINDS = {kind: version for kind, version in KINDS.items() if kind != "Job"}
 DB_SECRET = "db"  # base name of the Secret that holds the slot's DB values
 REDACTED = "<redacted>"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -42,6 +45,15 @@ DEFAULT_RESOURCES = {
     "limits": {"cpu": "500m", "memory": "256Mi"},
 }
 SERVICE_PORT = 80
+SMOKE_COMPONENT = "smoke"  # the component label of smoke Jobs (teardown sweeps them by label)
+SMOKE_RESOURCES = {
+    "requests": {"cpu": "100m", "memory": "128Mi"},
+    "limits": {"cpu": "1", "memory": "512Mi"},
+}
+SUITE_MOUNT = "/suite"
+SMOKE_START_SECONDS = 60  # for the image pull and container start, beyond the suite's own time
+SMOKE_TTL_SECONDS = 3600  # a Job the portal could not delete (it died) goes by itself
+CONFIGMAP_MAX_BYTES = 1024 * 1024 - 16 * 1024  # the API's 1 MiB, less room for the metadata
 # Object metadata the API server sets; a copy of them describes some other object.
 SERVER_SET = frozenset({"uid", "resourceVersion", "generation", "creationTimestamp",
                         "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields",
@@ -103,6 +115,53 @@ def redacted(manifest: Manifest, hidden_env: frozenset[str]) -> Manifest:
                 if var.get("name") in hidden_env and "value" in var:
                     var["value"] = REDACTED
     return shown
+
+
+def smoke_job(suite: SuiteRun, namespace: str) -> list[Manifest]:
+    """One smoke attempt: its files as a ConfigMap and the Job that runs them. Branch code runs
+    in it, so it holds nothing of the portal's: no service-account token, no Service variables,
+    no secret but the environment's own DB URL; bounded in time and resources, never retried by
+    Kubernetes (the portal does the retries)."""
+    size = sum(len(name) + len(content) for name, content in suite.files.items())
+    if size > CONFIGMAP_MAX_BYTES:
+        raise BackendError(f"the smoke suite is {size / 1024:.0f} KiB; Kubernetes keeps at most "
+                           f"{CONFIGMAP_MAX_BYTES // 1024} KiB in the ConfigMap that carries it "
+                           "to its Job: make the project's smoke tests smaller")
+    try:
+        data = {f"f{index}": content.decode() for index, content in enumerate(suite.files.values())}
+    except UnicodeDecodeError as exc:
+        raise BackendError("the smoke suite holds a file that is not text (UTF-8)") from exc
+    labels = naming.labels(suite.env_key, SMOKE_COMPONENT)
+    metadata = {"name": suite.name, "namespace": namespace, "labels": labels}
+    config_map = {"apiVersion": KINDS["ConfigMap"], "kind": "ConfigMap", "metadata": metadata,
+                  "data": data}
+    items = [{"key": f"f{index}", "path": name} for index, name in enumerate(suite.files)]
+    container = {
+        "name": "smoke", "image": suite.image, "command": ["python", *suite.python_args],
+        "workingDir": SUITE_MOUNT,
+        "env": [{"name": k, "value": v}
+                for k, v in sorted(({"HOME": "/tmp", "TMPDIR": "/tmp"} | suite.environ).items())],
+        "resources": SMOKE_RESOURCES,
+        "volumeMounts": [{"name": "suite", "mountPath": SUITE_MOUNT, "readOnly": True},
+                         {"name": "tmp", "mountPath": "/tmp"}],
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]}},
+    }
+    pod = {
+        "restartPolicy": "Never", "automountServiceAccountToken": False,
+        "enableServiceLinks": False, "containers": [container],
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "volumes": [{"name": "suite", "configMap": {"name": suite.name, "items": items}},
+                    {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+    }
+    job = {
+        "apiVersion": KINDS["Job"], "kind": "Job", "metadata": metadata,
+        "spec": {"backoffLimit": 0, "activeDeadlineSeconds": suite.timeout + SMOKE_START_SECONDS,
+                 "ttlSecondsAfterFinished": SMOKE_TTL_SECONDS,
+                 "template": {"metadata": {"labels": labels}, "spec": pod}},
+    }
+    return [config_map, job]
 
 
 def namespace(name: str, env_key: str) -> Manifest:
@@ -180,8 +239,8 @@ def project_base(text: str) -> list[Manifest]:
         if not isinstance(document, dict):
             raise BackendError(f"base manifests: each document must be a mapping, not {document!r}")
         kind, version = document.get("kind"), document.get("apiVersion")
-        if KINDS.get(kind) != version:
-            allowed = ", ".join(f"{k} ({v})" for k, v in KINDS.items())
+        if BASE_KINDS.get(kind) != version:
+            allowed = ", ".join(f"{k} ({v})" for k, v in BASE_KINDS.items())
             raise BackendError(f"base manifests: {version}/{kind} is not a kind the portal "
                                f"manages and tears down; use one of: {allowed}")
         name = (document.get("metadata") or {}).get("name")
