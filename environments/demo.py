@@ -62,22 +62,22 @@ def build_repository(path: Path, branches: dict[str, dict[str, str]] = BRANCHES)
 
 
 def register(repository: Path, name: str = "demo") -> Project:
-    project, _ = Project.objects.update_or_create(
+    """Register the demo once: an admin's later edits (its images, its smoke checks) stand when
+    `make run` starts again."""
+    project, created = Project.objects.get_or_create(
         name=name,
         defaults={
             "repository": str(repository), "github_repository": "preview-portal/demo",
             "seed_sql": "seed.sql", "smoke": SMOKE,
         },
     )
+    if not created:
+        return project
     command = f"{shlex.quote(sys.executable)} app.py"
     for position, role in enumerate(("web", "api")):
-        Component.objects.update_or_create(
-            project=project, name=role,
-            defaults={
-                "position": position, "port": 8080, "health_paths": ["/healthz"],
-                "env_vars": {"ROLE": role}, "start_command": command,
-                "image": f"ghcr.io/preview-portal/demo-{role}:{{commit}}",
-            },
+        Component.objects.create(
+            project=project, name=role, position=position, port=8080,
+            health_paths=["/healthz"], env_vars={"ROLE": role}, start_command=command,
+            image=f"ghcr.io/preview-portal/demo-{role}:{{commit}}",
         )
     return project
-

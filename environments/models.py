@@ -252,6 +252,11 @@ class Run(models.Model):
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
+    approved_by = models.CharField(
+        max_length=100, blank=True,
+        help_text="A fork's commit deploys only on approval (`/preview deploy`): the GitHub login "
+        "of the maintainer who approved this run's commit.",
+    )
     error = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)
     rendered = models.TextField(blank=True, help_text="What the runtime was asked to apply.")

@@ -141,8 +141,8 @@ def _binds(readable: list[Path], writable: list[Path]) -> list[str]:
 
 @checks.register()
 def sandbox_check(app_configs: object = None, **kwargs: object) -> list[checks.CheckMessage]:
-    """Said at every start of the portal (runserver, qcluster, migrate)."""
-    if bwrap():
+    """Said at every start of the portal (runserver, qcluster, `make run`)."""
+    if bwrap() or settings.PORTAL_RUNTIME != "local":
         return []
     if settings.PORTAL_SANDBOX == "required":
         return [checks.Error(f"PORTAL_SANDBOX=required, but {UNSANDBOXED.split(': ')[1]}",

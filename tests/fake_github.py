@@ -1,5 +1,5 @@
 """A local HTTP server speaking the GitHub REST endpoints the portal uses (commit statuses,
-issue comments, a collaborator's permission), recording every call. It checks the token as
+issue comments, a collaborator's permission, a pull request), recording every call. It checks the token as
 GitHub does, and can be told to answer every call with an error."""
 
 import json
@@ -16,6 +16,7 @@ SECRET = "portal-webhook-secret"  # what GitHub signs deliveries with
 STATUS = re.compile(r"/repos/(?P<repo>[^/]+/[^/]+)/statuses/(?P<sha>[0-9a-f]{40})")
 NEW_COMMENT = re.compile(r"/repos/(?P<repo>[^/]+/[^/]+)/issues/(?P<number>\d+)/comments")
 COMMENT = re.compile(r"/repos/(?P<repo>[^/]+/[^/]+)/issues/comments/(?P<id>\d+)")
+PULL = re.compile(r"/repos/(?P<repo>[^/]+/[^/]+)/pulls/(?P<number>\d+)")
 PERMISSION = re.compile(r"/repos/(?P<repo>[^/]+/[^/]+)/collaborators/(?P<login>[^/]+)/permission")
 # GitHub's legacy `permission` of each role (role_name is the exact one).
 LEGACY = {"admin": "admin", "maintain": "write", "write": "write", "triage": "read",
@@ -35,6 +36,7 @@ class FakeGitHub:
     calls: list[Call] = field(default_factory=list)
     comments: dict[int, str] = field(default_factory=dict)
     roles: dict[str, str] = field(default_factory=dict)  # login → role on every repository
+    pulls: dict[int, dict[str, Any]] = field(default_factory=dict)  # number → the API's answer
     fail_with: int | None = None
 
     def statuses(self) -> list[tuple[str, dict[str, Any]]]:
@@ -64,6 +66,9 @@ class FakeGitHub:
             role = self.roles.get(found["login"], "read")  # a public repository: anyone reads
             return 200, {"permission": LEGACY[role], "role_name": role,
                          "user": {"login": found["login"]}}
+        found = PULL.fullmatch(path)
+        if method == "GET" and found and int(found["number"]) in self.pulls:
+            return 200, self.pulls[int(found["number"])]
         found = COMMENT.fullmatch(path)
         if method == "PATCH" and found and int(found["id"]) in self.comments:
             self.comments[int(found["id"])] = body["body"]

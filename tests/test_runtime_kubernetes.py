@@ -98,6 +98,10 @@ def test_launch_applies_named_labelled_objects_and_rolls_out(launched, kubernete
         env = {var["name"]: var["value"] for var in container["env"]}
         assert env["ROLE"] == component and env["PORT"] == "8080"
         assert env["PREVIEW_BRANCH"] == "feature/checkout"
+        # Peers by their Services, as a pod reaches them; browsers by the ingress hosts.
+        assert env["PREVIEW_URL_API"] == f"http://{naming.object_name('api', key)}.{namespace}.svc/"
+        web_host = naming.host("feature/checkout", "web", "slug", "preview.localhost")
+        assert env["PREVIEW_PUBLIC_URL_WEB"] == f"https://{web_host}/"
         assert "DATABASE_URL" not in env  # from the Secret, not in the spec
         assert container["envFrom"] == [{"secretRef": {"name": naming.object_name("db", key)}}]
         assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": 8080,

@@ -1,5 +1,6 @@
 """Missing or contradictory settings stop the portal at start, naming the variable."""
 
+import json
 import secrets
 import subprocess
 import sys
@@ -45,6 +46,21 @@ def test_bad_settings_fail_at_start_naming_the_variable(tmp_path, variables, nam
 
     assert done.returncode != 0
     assert named in done.stderr
+
+
+def test_the_kubernetes_runtime_refuses_a_pool_its_pods_cannot_reach(tmp_path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "k", "cluster": {"server": "https://127.0.0.1:9"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+    }))
+    done = start(tmp_path, PORTAL_RUNTIME="kubernetes", PORTAL_KUBECONFIG=str(kubeconfig))
+
+    assert done.returncode != 0
+    assert "PORTAL_RUNTIME=kubernetes needs a DB pool" in done.stderr
+    assert "PORTAL_DB_POOL=mysql" in done.stderr
 
 
 def test_serving_without_debug_needs_a_secret_key(tmp_path) -> None:

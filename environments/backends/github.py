@@ -1,5 +1,5 @@
 """GitHub's REST API: the one place the portal talks to it (commit statuses, pull-request
-comments and a collaborator's permission), with the standard library: a few endpoints need no
+comments, a collaborator's permission and a pull request's head), with the standard library: a few endpoints need no
 SDK."""
 
 from __future__ import annotations
@@ -61,6 +61,11 @@ class GitHub:
             return "none"
         # `permission` reads maintain as write and triage as read; `role_name` is exact.
         return str(answer.get("role_name") or answer.get("permission") or "none")
+
+    def pull_request(self, repository: str, number: int) -> dict[str, Any]:
+        """The pull request as it is now: its state, and its head's commit, branch and
+        repository (an issue_comment delivery names none of them)."""
+        return self._call("GET", f"/repos/{repository}/pulls/{number}")
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         request = urllib.request.Request(

@@ -12,6 +12,11 @@ def url_variable(component: str) -> str:
     return "PREVIEW_URL_" + component.upper().replace("-", "_")
 
 
+def public_url_variable(component: str) -> str:
+    """Where a browser reaches `component`, where that differs from where its peers do."""
+    return "PREVIEW_PUBLIC_URL_" + component.upper().replace("-", "_")
+
+
 @dataclass(frozen=True)
 class ComponentSpec:
     name: str

@@ -28,7 +28,7 @@ from kubernetes.dynamic import DynamicClient
 from environments import naming
 from environments.backends import BackendError
 from environments.backends.runtime import Log, Runtime, SuiteRun, Target, manifests
-from environments.backends.runtime.manifests import KINDS, SERVICE_PORT, Manifest, Placement
+from environments.backends.runtime.manifests import KINDS, Manifest, Placement
 
 T = TypeVar("T")
 FIELD_MANAGER = "preview-portal"
@@ -235,8 +235,8 @@ class KubernetesRuntime(Runtime):
         deployments = [m["metadata"]["name"]
                        for m in manifests.build(target, placement) if m["kind"] == "Deployment"]
         self._wait_rollout(target.env_key, placement.namespace, deployments, log, timeout)
-        scheme = "https" if self._https(placement) else "http"
-        return {spec.name: f"{scheme}://{spec.host}/" for spec in target.components if spec.exposed}
+        return {spec.name: manifests.public_url(spec, placement)
+                for spec in target.components if spec.exposed}
 
     def address(self, target: Target) -> str | None:
         namespace = self.placement(target.env_key).namespace
@@ -255,9 +255,7 @@ class KubernetesRuntime(Runtime):
                    ) -> dict[str, str]:
         """Every component's Service, by the name a pod of the cluster resolves."""
         namespace = self.placement(env_key).namespace
-        port = "" if SERVICE_PORT == 80 else f":{SERVICE_PORT}"
-        return {name: f"http://{naming.object_name(name, env_key)}.{namespace}.svc{port}/"
-                for name in components}
+        return {name: manifests.service_url(name, env_key, namespace) for name in components}
 
     def run_suite(self, suite: SuiteRun, log: Log) -> str:
         """A Job in the environment's namespace; its result is read back from the pod's log."""
@@ -379,11 +377,6 @@ class KubernetesRuntime(Runtime):
             log(f"updated {kind} {where}")
         else:
             log(f"unchanged {kind} {where}")
-
-    @staticmethod
-    def _https(placement: Placement) -> bool:
-        ports = placement.ingress_annotations.get("alb.ingress.kubernetes.io/listen-ports", "")
-        return "HTTPS" in ports
 
     # -- smoke Jobs
 

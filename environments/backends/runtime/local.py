@@ -28,6 +28,7 @@ from environments.backends.runtime import (
     Runtime,
     SuiteRun,
     Target,
+    public_url_variable,
     url_variable,
 )
 
@@ -117,7 +118,7 @@ class LocalRuntime(Runtime):
     def render(self, target: Target) -> str:
         worktree = self._worktree(target.env_key)
         lines = [f"# local runtime: worktree of {target.commit[:12]} in {worktree}"]
-        peers = {url_variable(spec.name): "" for spec in target.components}
+        peers = {variable: "" for variable in self._peers(target, {})}
         for spec in target.components:
             health = ", ".join(spec.health_paths) or "(port accepts connections)"
             lines += [
@@ -297,7 +298,7 @@ class LocalRuntime(Runtime):
         environ = sandbox.environ()
         environ.update(target.env)
         environ.update(target.secret_env)
-        environ.update({url_variable(name): _url(other) for name, other in ports.items()})
+        environ.update(self._peers(target, ports))
         environ.update(spec.env)
         environ.update({"PORT": str(port), "PYTHONUNBUFFERED": "1"})
         worktree = self._worktree(key)
@@ -321,6 +322,14 @@ class LocalRuntime(Runtime):
                          plan=ports)
         self._record_path(key, spec.name).write_text(json.dumps(asdict(record)))
         log(f"started {spec.name} (pid {pid}) on port {port}: {spec.start_command}")
+
+    @staticmethod
+    def _peers(target: Target, ports: dict[str, int]) -> dict[str, str]:
+        """Where each component finds the others: here peers and browsers use the same URL."""
+        urls = {spec.name: _url(ports[spec.name]) if ports else "" for spec in target.components}
+        exposed = [spec.name for spec in target.components if spec.exposed]
+        return {url_variable(name): url for name, url in urls.items()} | {
+            public_url_variable(name): urls[name] for name in exposed}
 
     @staticmethod
     def _read_pid(pidfile: Path) -> int:

@@ -18,7 +18,13 @@ import yaml
 
 from environments import naming
 from environments.backends import BackendError
-from environments.backends.runtime import ComponentSpec, SuiteRun, Target
+from environments.backends.runtime import (
+    ComponentSpec,
+    SuiteRun,
+    Target,
+    public_url_variable,
+    url_variable,
+)
 
 Manifest = dict[str, Any]
 
@@ -115,6 +121,17 @@ def redacted(manifest: Manifest, hidden_env: frozenset[str]) -> Manifest:
                 if var.get("name") in hidden_env and "value" in var:
                     var["value"] = REDACTED
     return shown
+
+
+def service_url(component: str, env_key: str, namespace: str) -> str:
+    """A component's Service, by the name any pod of the cluster resolves."""
+    port = "" if SERVICE_PORT == 80 else f":{SERVICE_PORT}"
+    return f"http://{naming.object_name(component, env_key)}.{namespace}.svc{port}/"
+
+
+def public_url(spec: ComponentSpec, placement: Placement) -> str:
+    ports = placement.ingress_annotations.get("alb.ingress.kubernetes.io/listen-ports", "")
+    return f"{'https' if 'HTTPS' in ports else 'http'}://{spec.host}/"
 
 
 def smoke_job(suite: SuiteRun, namespace: str) -> list[Manifest]:
@@ -325,12 +342,22 @@ class _Overlay:
         if not container.get("image"):
             raise BackendError(f"component {component.name} has no image: set its image template "
                                "(e.g. registry/name:{commit})")
-        ours = {**self.target.env, **component.env, "PORT": str(component.port)}
+        ours = {**self.target.env, **self.peers(), **component.env, "PORT": str(component.port)}
         kept = [var for var in container.get("env") or [] if var.get("name") not in ours]
         container["env"] = kept + [{"name": k, "value": v} for k, v in sorted(ours.items())]
         secret = {"secretRef": {"name": self.suffixed(DB_SECRET)}}
         sources = container.get("envFrom") or []
         container["envFrom"] = sources + ([secret] if secret not in sources else [])
+
+    def peers(self) -> dict[str, str]:
+        """Where each component finds the others, as the local runtime tells its processes:
+        PREVIEW_URL_* inside the cluster (their Services), PREVIEW_PUBLIC_URL_* from outside."""
+        key, namespace = self.target.env_key, self.placement.namespace
+        inside = {url_variable(spec.name): service_url(spec.name, key, namespace)
+                  for spec in self.target.components}
+        outside = {public_url_variable(spec.name): public_url(spec, self.placement)
+                   for spec in self.target.components if spec.exposed}
+        return inside | outside
 
     def pod_references(self, pod: Manifest) -> None:
         for container in [*(pod.get("containers") or []), *(pod.get("initContainers") or [])]:

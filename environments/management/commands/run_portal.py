@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from environments import dbpool, sandbox
+from environments import dbpool
 
 
 class Command(BaseCommand):
@@ -23,6 +23,8 @@ class Command(BaseCommand):
         parser.add_argument("--no-demo", action="store_true")
 
     def handle(self, *args, addr: str, no_demo: bool, **options) -> None:
+        # Refuses a configuration that cannot work, and says what is unsafe (no sandbox).
+        call_command("check")
         call_command("migrate", verbosity=0)
         if not no_demo:
             call_command("setup_demo")
@@ -37,8 +39,6 @@ class Command(BaseCommand):
             f"pool {settings.PORTAL_DB_POOL})\n"
             f"Log in as: admin / {password}   (a new password each start)\n"
         ))
-        if settings.PORTAL_RUNTIME == "local" and sandbox.warning():
-            self.stdout.write(self.style.WARNING(f"No sandbox: {sandbox.warning()}\n"))
         self._supervise(children)
 
     def _admin_password(self) -> str:
