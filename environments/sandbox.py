@@ -39,7 +39,7 @@ PASSED_THROUGH = ("PATH", "LANG", "LC_ALL", "TZ")
 OWN_FILES = ("HOME", "TMPDIR")
 MERGED_USR = ("bin", "lib", "lib64", "sbin")
 UNSANDBOXED = ("branch code runs as the portal's user: install bubblewrap (Debian package "
-               "`bubblewrap`) to sandbox smoke suites, seeds and components")
+               "bubblewrap) to sandbox smoke suites, seeds and components")
 
 
 def bwrap() -> str | None:
