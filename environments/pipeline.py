@@ -69,17 +69,27 @@ class Context:
         return target_for(self.environment, self.commit)
 
 
+def is_fork_code(environment: Environment) -> bool:
+    """A fork's pull request in a project that does not trust forks (deploy_forks): it runs
+    only at a commit someone with write access approved, and without the components' env
+    values, the project's secrets."""
+    fork = git.PULL_HEAD.fullmatch(environment.branch) is not None
+    return fork and not environment.project.deploy_forks
+
+
 def target_for(environment: Environment, commit: str) -> Target:
     slot = environment.slot
     if slot is None:
         raise BackendError("the environment holds no DB slot")
     database = dbpool.slot_connection(slot)
+    fork_code = is_fork_code(environment)
     try:
         components = tuple(
             ComponentSpec(
                 name=c.name, image=naming.image(c.image, commit, environment.branch),
                 port=c.port, health_paths=tuple(c.health_paths),
-                start_command=c.start_command, exposed=c.exposed, env=dict(c.env_vars),
+                start_command=c.start_command, exposed=c.exposed,
+                env={} if fork_code else dict(c.env_vars),
                 host=naming.host(environment.branch, c.name, settings.PORTAL_NAMING,
                                  settings.PORTAL_BASE_DOMAIN),
             )
@@ -151,6 +161,17 @@ def render(ctx: Context) -> None:
     text = get("runtime").render(ctx.target)
     Run.objects.filter(pk=ctx.run.pk).update(rendered=text)
     ctx.log(f"rendered {len(ctx.target.components)} components at {ctx.target.commit[:12]}")
+    if is_fork_code(ctx.environment):
+        _log_fork_code(ctx)
+
+
+def _log_fork_code(ctx: Context) -> None:
+    approval = f", approved by @{ctx.run.approved_by}" if ctx.run.approved_by else ""
+    names = sorted({name for c in ctx.environment.project.components.all()
+                    for name in c.env_vars})
+    ctx.log(f"{ctx.commit[:12]} is a fork's commit{approval}: its components run without the "
+            f"project's env values ({', '.join(names) or 'none are set'}); a new push to it "
+            "needs a new /preview deploy")
 
 
 def apply(ctx: Context) -> None:

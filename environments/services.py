@@ -117,19 +117,22 @@ def check_branch(project: Project, branch: str, commit: str | None) -> Target:
     return Target(branch, commit)
 
 
-def check_pull_request_head(project: Project, branch: str, commit: str) -> Target:
+def check_pull_request_head(project: Project, branch: str, commit: str, *,
+                            approved: bool = False) -> Target:
     """The head commit a signed pull_request delivery names. GitHub vouches for it, and the
     branch may have moved on (or been forced away from it) since: it is not looked for in the
-    branch's history."""
-    _check_names(project, branch, commit)
+    branch's history. `approved`: someone with write access asked for this head of a fork,
+    which then deploys whatever deploy_forks says."""
+    _check_names(project, branch, commit, approved=approved)
     _head(project, branch)
     return Target(branch, commit)
 
 
-def _check_names(project: Project, branch: str, commit: str | None) -> None:
+def _check_names(project: Project, branch: str, commit: str | None,
+                 approved: bool = False) -> None:
     if not git.is_valid_branch_name(branch):
         raise Refused(f"{branch!r} is not a valid git branch name", 400, {"branch": branch})
-    if git.PULL_HEAD.fullmatch(branch) and not project.deploy_forks:
+    if git.PULL_HEAD.fullmatch(branch) and not (project.deploy_forks or approved):
         # GitHub's ref of a pull request's head is how a fork's code is reached: the same rule
         # as for a fork's pull request, whichever way the launch comes in.
         raise Refused(
@@ -176,8 +179,10 @@ def launch(project: Project, branch: str, *, actor: User, interface: str,
 
 
 def launch_target(project: Project, target: Target, *, actor: User, interface: str,
-                  pull_request: int | None = None, after_teardown: bool = False) -> Environment:
+                  pull_request: int | None = None, after_teardown: bool = False,
+                  approved_by: str = "") -> Environment:
     """Start a preview of the checked target; a live one is redeployed instead (idempotent).
+    `approved_by`: the GitHub login who approved a fork's commit, recorded on its run.
 
     A branch whose environment is being torn down is refused (409), unless `after_teardown`:
     then it is launched again once the teardown is done. Webhooks ask for that, because a
@@ -190,7 +195,8 @@ def launch_target(project: Project, target: Target, *, actor: User, interface: s
         # The teardown finished meanwhile: what is there now decides.
         existing = Environment.objects.active().filter(project=project, branch=branch).first()
     if existing:
-        redeploy(existing, actor=actor, interface=interface, commit=commit)
+        redeploy(existing, actor=actor, interface=interface, commit=commit,
+                 approved_by=approved_by)
         if pull_request is not None and existing.pull_request != pull_request:
             Environment.objects.filter(pk=existing.pk).update(pull_request=pull_request)
             existing.pull_request = pull_request
@@ -207,15 +213,17 @@ def launch_target(project: Project, target: Target, *, actor: User, interface: s
                 env_key=naming.env_key(branch), status=EnvironmentStatus.QUEUED,
                 queued_at=now, expires_at=now + ttl_for(project),
             )
-            _create_run(environment, RunKind.DEPLOY, actor, commit)
-            audit(actor, interface, "launch", environment, branch=branch, commit=commit)
+            _create_run(environment, RunKind.DEPLOY, actor, commit, approved_by)
+            audit(actor, interface, "launch", environment, branch=branch, commit=commit,
+                  **_approval(approved_by))
     except IntegrityError:
         # Lost a race with an identical launch: that environment is the one to redeploy.
         existing = Environment.objects.active().filter(project=project, branch=branch).first()
         if existing is None:  # with the same branch of another project
             raise name_clash(project, branch) or Refused("launched at the same time", 409) \
                 from None
-        redeploy(existing, actor=actor, interface=interface, commit=commit)
+        redeploy(existing, actor=actor, interface=interface, commit=commit,
+                 approved_by=approved_by)
         return existing
     return environment
 
@@ -271,7 +279,7 @@ def launch_asked_during_teardown(environment: Environment) -> Environment | None
 
 
 def redeploy(environment: Environment, *, actor: User, interface: str,
-             commit: str | None = None) -> Run:
+             commit: str | None = None, approved_by: str = "") -> Run:
     _refuse_unless_may_change(environment, actor, "redeploy")
     if environment.status in (EnvironmentStatus.TEARING_DOWN, EnvironmentStatus.TORN_DOWN):
         raise Refused("the environment is being torn down; launch it again once it is gone", 409)
@@ -283,15 +291,21 @@ def redeploy(environment: Environment, *, actor: User, interface: str,
         ).first()
         if waiting:
             # Not started yet: it deploys the newest commit instead of queueing a second run.
-            Run.objects.filter(pk=waiting.pk).update(commit=commit)
+            Run.objects.filter(pk=waiting.pk).update(commit=commit, approved_by=approved_by)
             run = waiting
         else:
-            run = _create_run(environment, RunKind.REDEPLOY, actor, commit)
+            run = _create_run(environment, RunKind.REDEPLOY, actor, commit, approved_by)
         Environment.objects.filter(pk=environment.pk).update(
             expires_at=timezone.now() + ttl_for(environment.project)
         )
-        audit(actor, interface, "redeploy", environment, commit=commit)
+        audit(actor, interface, "redeploy", environment, commit=commit,
+              **_approval(approved_by))
     return run
+
+
+def _approval(approved_by: str) -> dict[str, str]:
+    """What the audit log adds to a deploy of a fork's commit: whose approval let it in."""
+    return {"approved_by": approved_by} if approved_by else {}
 
 
 def teardown(environment: Environment, *, actor: User, interface: str) -> Run:
@@ -438,9 +452,11 @@ def rerun_smoke(environment: Environment, *, actor: User, interface: str) -> Run
     return run
 
 
-def _create_run(environment: Environment, kind: str, actor: User, commit: str) -> Run:
+def _create_run(environment: Environment, kind: str, actor: User, commit: str,
+                approved_by: str = "") -> Run:
     user = actor if actor is not None and actor.is_authenticated else None
-    run = Run.objects.create(environment=environment, kind=kind, commit=commit, requested_by=user)
+    run = Run.objects.create(environment=environment, kind=kind, commit=commit, requested_by=user,
+                             approved_by=approved_by)
     RunStep.objects.bulk_create(
         RunStep(run=run, position=i, name=name) for i, name in enumerate(STEPS_BY_KIND[kind])
     )

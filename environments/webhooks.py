@@ -1,5 +1,7 @@
-"""POST /webhooks/github: pull requests launch, redeploy and tear down their environments, and
-a reply `/preview extend 2d` on a pull request extends its environment.
+"""POST /webhooks/github: pull requests launch, redeploy and tear down their environments, a
+reply `/preview extend 2d` on a pull request extends its environment, and `/preview deploy`
+deploys its head (a fork's once, at that commit, without the project's env values: its next
+push waits for another `/preview deploy`).
 
 Nothing of a delivery is parsed before its signature checks out. To know which project's secret
 applies one would have to read the repository from the body, so instead the raw body is checked
@@ -45,6 +47,8 @@ DEPLOY_ACTIONS = frozenset({"opened", "reopened", "ready_for_review", "synchroni
 # `/preview extend 2d`: hours or days; the number's length only keeps the arithmetic sane, the
 # cap (PORTAL_ENV_MAX_TTL_HOURS) is what limits the extension.
 EXTEND = re.compile(re.escape(github_status.EXTEND_COMMAND) + r"\b[ \t]*(?P<amount>\S*)")
+DEPLOY_COMMAND = "/preview deploy"
+DEPLOY = re.compile(re.escape(DEPLOY_COMMAND) + r"\b")
 AMOUNT = re.compile(r"(?P<number>[1-9]\d{0,4})(?P<unit>[hd])")
 WRITE_ACCESS = frozenset({"admin", "maintain", "write"})
 # What GitHub allows in a user's login; anything else (a bot's "name[bot]") has no write access
@@ -200,7 +204,7 @@ def handle(event: str, delivery_id: str, digest: str, payload: dict[str, Any],
         with services.acting_for(_sender(payload)):
             status, result = prepared.apply(delivery)
         WebhookDelivery.objects.filter(pk=delivery.pk).update(result=result)
-    if prepared.reply is not None:
+    if prepared.reply is not None and "reply" in result:
         status, result = _replied(prepared.reply, status, result)
     return JsonResponse(result, status=status)
 
@@ -263,14 +267,20 @@ def _prepare_pull_request(pull_request: PullRequest, trust: Trust) -> Prepared:
     if _closed_earlier(pull_request):
         return Prepared(lambda delivery: _ignored_as_closed(pull_request))
     plans = [(project, _deploy_plan(project, pull_request)) for project in trusted]
+    held = _held_for_approval(trusted, pull_request)
 
     def apply(delivery: WebhookDelivery) -> Outcome:
         # Again: a `closed` delivery may have been recorded while git was asked.
         if _closed_earlier(pull_request):
             return _ignored_as_closed(pull_request)
-        return _accepted([_deploy(project, pull_request, plan) for project, plan in plans])
+        status, result = _accepted([_deploy(project, pull_request, plan)
+                                    for project, plan in plans])
+        if held:
+            result["reply"] = _held_text(pull_request, held)
+        return status, result
 
-    return Prepared(apply)
+    return Prepared(apply, _reply_on(pull_request.repository, pull_request.number)
+                    if held else None)
 
 
 def _accepted(results: list[dict[str, Any]]) -> Outcome:
@@ -301,7 +311,8 @@ def _deploy_plan(project: Project, pull_request: PullRequest) -> services.Target
     """The checked commit to deploy for the project, or why it is skipped."""
     if pull_request.from_fork and not project.deploy_forks:
         return ("from a fork: its code would run with this project's database and settings "
-                "(the project's deploy_forks allows it)")
+                f"(the project's deploy_forks allows it; `{DEPLOY_COMMAND}` from someone with "
+                "write access deploys its head once)")
     live = Environment.objects.active().filter(project=project, branch=pull_request.branch)
     if pull_request.draft and not project.deploy_drafts and not live.exists():
         return "a draft (the project's deploy_drafts allows it)"
@@ -312,6 +323,33 @@ def _deploy_plan(project: Project, pull_request: PullRequest) -> services.Target
         # A synchronize delivered late (or replayed) would roll the preview back.
         return f"{target.commit[:12]} is older than the preview's commit {current[:12]}"
     return target
+
+
+def _held_for_approval(projects: list[Project], pull_request: PullRequest) -> list[Environment]:
+    """The previews a push to a fork leaves where they are: each was deployed at a commit
+    someone approved, and approved that commit only."""
+    if pull_request.action != "synchronize" or not pull_request.from_fork:
+        return []
+    return list(Environment.objects.active().filter(
+        project__in=[p for p in projects if not p.deploy_forks], branch=pull_request.branch,
+    ).select_related("project"))
+
+
+def _held_text(pull_request: PullRequest, held: list[Environment]) -> str:
+    previews = ", ".join(f"the `{e.project.name}` preview stays at {_current_commit(e)[:12]}"
+                         for e in held)
+    return (f"{pull_request.sha[:12]} was pushed from a fork and is not deployed: {previews}. "
+            f"A fork's commit is deployed only when someone with write access approves it: "
+            f"comment `{DEPLOY_COMMAND}` to deploy this one.")
+
+
+def _reply_on(repository: str, number: int, login: str = "") -> Callable[[str], None] | None:
+    """Posts a reply on the pull request (addressed to `login`); None without a GitHub token."""
+    github = github_status.client()
+    if github is None:
+        return None
+    mention = f"@{login} " if login else ""
+    return lambda text: github.create_comment(repository, number, mention + text)
 
 
 def _current_commit(environment: Environment | None) -> str:
@@ -357,27 +395,26 @@ def _trusted_projects(repository: str, trust: Trust) -> list[Project]:
     return trusted
 
 
-# issue_comment events: `/preview extend <N>h|d` on a pull request.
+# issue_comment events: `/preview extend <N>h|d` and `/preview deploy` on a pull request.
 
 def _prepare_comment(comment: PullRequestComment | None, trust: Trust) -> Prepared:
-    command = EXTEND.match(comment.body.lstrip()) if comment else None
-    if comment is None or comment.action != "created" or command is None:
+    text = comment.body.lstrip() if comment and comment.action == "created" else ""
+    extend, deploy = EXTEND.match(text), DEPLOY.match(text)
+    if comment is None or not (extend or deploy):
         return Prepared(lambda delivery: (
             200, {"status": "ignored",
-                  "detail": f"only new `{github_status.EXTEND_COMMAND} <N>h|d` comments on "
-                            "pull requests are used"}))
+                  "detail": f"only new `{github_status.EXTEND_COMMAND} <N>h|d` and "
+                            f"`{DEPLOY_COMMAND}` comments on pull requests are used"}))
     trusted = _trusted_projects(comment.repository, trust)
     github = github_status.client()
     if github is None:
+        command = github_status.EXTEND_COMMAND if extend else DEPLOY_COMMAND
         raise services.Refused(
-            f"{github_status.EXTEND_COMMAND} needs PORTAL_GITHUB_TOKEN, to check the "
-            "commenter's access and to reply", 503)
-    apply = _prepare_extend(comment, command["amount"], trusted, github)
-
-    def reply(text: str) -> None:
-        github.create_comment(comment.repository, comment.number, f"@{comment.login} {text}")
-
-    return Prepared(apply, reply)
+            f"{command} needs PORTAL_GITHUB_TOKEN, to check the commenter's access and to "
+            "reply", 503)
+    apply = (_prepare_extend(comment, extend["amount"], trusted, github) if extend
+             else _prepare_deploy(comment, trusted, github))
+    return Prepared(apply, _reply_on(comment.repository, comment.number, comment.login))
 
 
 def _prepare_extend(comment: PullRequestComment, amount: str, projects: list[Project],
@@ -394,6 +431,81 @@ def _prepare_extend(comment: PullRequestComment, amount: str, projects: list[Pro
             "nothing was changed.")})
     hours = int(found["number"]) * (24 if found["unit"] == "d" else 1)
     return lambda delivery: _extend(comment, hours, projects)
+
+
+def _prepare_deploy(comment: PullRequestComment, projects: list[Project],
+                    github: GitHub) -> Callable[[WebhookDelivery], Outcome]:
+    """A deploy command's effect: the pull request's head as GitHub has it now, checked."""
+    if not _can_write(github, comment):
+        return lambda delivery: (403, {"status": "refused", "reply": (
+            "only people with write access to the repository can deploy its pull requests' "
+            "previews; nothing was deployed.")})
+    pull_request = _pull_request_now(github, comment)
+    if pull_request is None:
+        return lambda delivery: (200, {"status": "ignored", "reply": (
+            "this pull request is closed; nothing was deployed.")})
+    plans = [(project, _approved_plan(project, pull_request)) for project in projects]
+
+    def apply(delivery: WebhookDelivery) -> Outcome:
+        if _closed_earlier(pull_request):
+            return 200, {"status": "ignored",
+                         "reply": "this pull request is closed; nothing was deployed."}
+        done = [_deploy_approved(project, pull_request, plan, comment.login)
+                for project, plan in plans]
+        environments = [pk for pk, _line in done if pk is not None]
+        return (202 if environments else 200), {
+            "status": "accepted" if environments else "ignored", "environments": environments,
+            "commit": pull_request.sha, "reply": "\n".join(line for _pk, line in done)}
+
+    return apply
+
+
+def _pull_request_now(github: GitHub, comment: PullRequestComment) -> PullRequest | None:
+    """The pull request commented on, read as a delivery of it would be; None when closed."""
+    try:
+        found = github.pull_request(comment.repository, comment.number)
+    except BackendError as exc:
+        raise services.Refused(f"could not read pull request #{comment.number} of "
+                               f"{comment.repository}: {exc}", 502) from exc
+    if found.get("state") != "open":
+        return None
+    return _pull_request({"action": "deploy", "number": comment.number,
+                          "repository": {"full_name": comment.repository},
+                          "pull_request": found})
+
+
+def _approved_plan(project: Project, pull_request: PullRequest) -> services.Target | str:
+    """The commit to deploy, or why not (said in the reply)."""
+    try:
+        return services.check_pull_request_head(project, pull_request.branch, pull_request.sha,
+                                                approved=pull_request.from_fork)
+    except services.Refused as refused:
+        return str(refused)
+
+
+def _deploy_approved(project: Project, pull_request: PullRequest, plan: services.Target | str,
+                     login: str) -> tuple[int | None, str]:
+    """(the environment deployed, the reply's line about it)."""
+    name = f"`{project.name}` preview"
+    if isinstance(plan, str):
+        return None, f"the {name} was not deployed: {plan}."
+    fork = pull_request.from_fork and not project.deploy_forks
+    try:
+        # A fork's approval is for this commit: relaunched after a teardown, its branch would
+        # be checked as if nobody had approved it, so a teardown under way refuses it instead.
+        environment = services.launch_target(
+            project, plan, actor=None, interface=Interface.WEBHOOK,
+            pull_request=pull_request.number, after_teardown=not fork,
+            approved_by=login if fork else "",
+        )
+    except services.Refused as refused:
+        return None, f"the {name} was not deployed: {refused}."
+    if not fork:
+        return environment.pk, f"the {name} is deploying {plan.commit[:12]}."
+    return environment.pk, (
+        f"the {name} is deploying this fork's commit {plan.commit[:12]}, once, without the "
+        f"project's env values. A new push is not deployed until someone with write access "
+        f"comments `{DEPLOY_COMMAND}` again.")
 
 
 def _extend(comment: PullRequestComment, hours: int, projects: list[Project]) -> Outcome:

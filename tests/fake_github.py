@@ -1,6 +1,6 @@
 """A local HTTP server speaking the GitHub REST endpoints the portal uses (commit statuses,
-issue comments, a collaborator's permission, a pull request), recording every call. It checks the token as
-GitHub does, and can be told to answer every call with an error."""
+issue comments, a collaborator's permission, a pull request), recording every call. It checks
+the token as GitHub does, and can be told to answer every call with an error."""
 
 import json
 import re

@@ -1,6 +1,6 @@
 """GitHub's REST API: the one place the portal talks to it (commit statuses, pull-request
-comments, a collaborator's permission and a pull request's head), with the standard library: a few endpoints need no
-SDK."""
+comments, a collaborator's permission and a pull request's head), with the standard library:
+a few endpoints need no SDK."""
 
 from __future__ import annotations
 
