@@ -4,6 +4,7 @@ plane and kwok's simulated node, started once per session by scripts/k8s-cluster
 import base64
 import http.server
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -100,7 +101,7 @@ def test_launch_applies_named_labelled_objects_and_rolls_out(launched, kubernete
         assert env["PREVIEW_BRANCH"] == "feature/checkout"
         # Peers by their Services, as a pod reaches them; browsers by the ingress hosts.
         assert env["PREVIEW_URL_API"] == f"http://{naming.object_name('api', key)}.{namespace}.svc/"
-        web_host = naming.host("feature/checkout", "web", "slug", "preview.localhost")
+        web_host = naming.host(key, "feature/checkout", "web", "slug", "preview.localhost")
         assert env["PREVIEW_PUBLIC_URL_WEB"] == f"https://{web_host}/"
         assert "DATABASE_URL" not in env  # from the Secret, not in the spec
         assert container["envFrom"] == [{"secretRef": {"name": naming.object_name("db", key)}}]
@@ -113,7 +114,8 @@ def test_launch_applies_named_labelled_objects_and_rolls_out(launched, kubernete
         assert ingress["spec"]["ingressClassName"] == "alb"
         assert ingress["metadata"]["annotations"]["alb.ingress.kubernetes.io/target-type"] == "ip"
         host = ingress["spec"]["rules"][0]["host"]
-        assert host == naming.host("feature/checkout", component, "slug", "preview.localhost")
+        assert host == naming.host(key, "feature/checkout", component, "slug",
+                                   "preview.localhost")
         assert launched.urls[component] == f"https://{host}/"
 
     secret = kube.resource(api, "Secret").get(name=naming.object_name("db", key),
@@ -143,10 +145,14 @@ def simulated_job(monkeypatch: pytest.MonkeyPatch, api, tmp_path: Path) -> dict[
         seen["job"] = kube.resource(api, "Job").get(name=name, namespace=namespace).to_dict()
         seen["config_map"] = kube.resource(api, "ConfigMap").get(
             name=name, namespace=namespace).to_dict()
-        (tmp_path / "attempt.py").write_bytes(runner.ATTEMPT.read_bytes())
-        (tmp_path / "test_simulated.py").write_text("def test_the_job_ran():\n    pass\n")
+        job = tmp_path / "simulated-job"
+        job.mkdir()
+        (job / "attempt.py").write_bytes(runner.ATTEMPT.read_bytes())
+        (job / "test_simulated.py").write_text("def test_the_job_ran():\n    pass\n")
+        container = seen["job"]["spec"]["template"]["spec"]["containers"][0]
+        env = {var["name"]: var["value"] for var in container["env"]} | {"PATH": os.environ["PATH"]}
         done = subprocess.run([sys.executable, "attempt.py", "60", "--", "test_simulated.py"],
-                              cwd=tmp_path, capture_output=True, text=True, check=True)
+                              cwd=job, env=env, capture_output=True, text=True, check=True)
         return "pulling nothing: simulated\n" + done.stdout
 
     monkeypatch.setattr(KubernetesRuntime, "_job_output", output)
@@ -161,7 +167,7 @@ def test_each_smoke_attempt_is_a_job_holding_no_token_and_none_of_the_portals_se
     assert environment.status == EnvironmentStatus.READY, environment.status_detail
     attempt = environment.runs.get().smoke_attempts.get()
     assert (attempt.passed, attempt.failed) == (1, 0)
-    assert b"test_the_job_ran" in get("storage").open(attempt.report_key).read()
+    assert b"test_the_job_ran" in get("storage").read(attempt.report_key)
     job, files = simulated_job["job"], simulated_job["config_map"]
     key, namespace = environment.env_key, kubernetes_runtime
     assert job["metadata"]["labels"]["preview-portal/environment"] == key
@@ -465,7 +471,7 @@ def test_failed_rollout_names_the_reason_from_pod_status_and_events(
 
 def test_reconcile_lists_then_removes_orphans_and_keeps_live_environments(
         launched, kubernetes_runtime, api):
-    orphan_key = naming.env_key("deleted/long-ago")
+    orphan_key = naming.env_key("demo", "deleted/long-ago")
     kube.resource(api, "ConfigMap").create(namespace=kubernetes_runtime, body={
         "metadata": {"name": naming.object_name("leftover", orphan_key),
                      "labels": naming.labels(orphan_key)},
@@ -522,7 +528,7 @@ def test_server_errors_are_retried_a_bounded_number_of_times_then_reported_retry
     settings.PORTAL_RUNTIME = "kubernetes"
     settings.PORTAL_KUBECONFIG = str(unavailable_api)
     with pytest.raises(BackendError) as raised:
-        get("runtime").logs(naming.env_key("main"), "web")
+        get("runtime").logs(naming.env_key("demo", "main"), "web")
     assert raised.value.retryable
     assert "503" in str(raised.value) and "etcd leader changed" in str(raised.value)
     assert _Unavailable.calls == ATTEMPTS
@@ -545,6 +551,6 @@ def test_pod_logs_ask_the_api_server_for_the_last_lines_and_at_most_64_kib(
 
     monkeypatch.setattr(runtime.core, "read_namespaced_pod_log", read_log)
 
-    assert runtime.logs(naming.env_key("main"), "web", lines=200) == "the tail"
+    assert runtime.logs(naming.env_key("demo", "main"), "web", lines=200) == "the tail"
     # A log of a few huge lines (a minified dump, a binary) would otherwise be read whole.
     assert (asked["name"], asked["tail_lines"], asked["limit_bytes"]) == ("web-1", 200, 65536)
