@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -201,7 +201,8 @@ def launch_target(project: Project, target: Target, *, actor: User, interface: s
             Environment.objects.filter(pk=existing.pk).update(pull_request=pull_request)
             existing.pull_request = pull_request
         return existing
-    over = quota_problem(project, actor) or name_clash(project, branch)
+    key = naming.env_key(project.name, branch)
+    over = quota_problem(project, actor) or name_clash(key)
     if over:
         raise over
     now = timezone.now()
@@ -210,7 +211,7 @@ def launch_target(project: Project, target: Target, *, actor: User, interface: s
             environment = Environment.objects.create(
                 project=project, branch=branch, commit=commit, pull_request=pull_request,
                 owner=actor if actor is not None and actor.is_authenticated else None,
-                env_key=naming.env_key(branch), status=EnvironmentStatus.QUEUED,
+                env_key=key, status=EnvironmentStatus.QUEUED,
                 queued_at=now, expires_at=now + ttl_for(project),
             )
             _create_run(environment, RunKind.DEPLOY, actor, commit, approved_by)
@@ -219,34 +220,26 @@ def launch_target(project: Project, target: Target, *, actor: User, interface: s
     except IntegrityError:
         # Lost a race with an identical launch: that environment is the one to redeploy.
         existing = Environment.objects.active().filter(project=project, branch=branch).first()
-        if existing is None:  # with the same branch of another project
-            raise name_clash(project, branch) or Refused("launched at the same time", 409) \
-                from None
+        if existing is None:  # with an environment holding the same key
+            raise name_clash(key) or Refused("launched at the same time", 409) from None
         redeploy(existing, actor=actor, interface=interface, commit=commit,
                  approved_by=approved_by)
         return existing
     return environment
 
 
-def live_elsewhere(project: Project, branches: list[str]) -> dict[str, str]:
-    """branch -> the other project it is live in, for those of `branches` that name_clash
-    would refuse (one query, for the launch form's branch list)."""
-    return dict(Environment.objects.active().filter(
-        env_key__in=[naming.env_key(branch) for branch in branches]
-    ).exclude(project=project).values_list("branch", "project__name"))
-
-
-def name_clash(project: Project, branch: str) -> Refused | None:
-    """The same branch live in another project: it would get the same hosts and objects."""
-    key = naming.env_key(branch)
-    other = Environment.objects.active().filter(env_key=key).exclude(project=project).first()
+def name_clash(key: str) -> Refused | None:
+    """A live environment already named by `key`. Only one that kept a key of the old rule
+    (md5 of the branch alone) can: branch "shop/main" of any project holds the key of `main`
+    in project shop, and both would get the same hosts and runtime objects."""
+    other = Environment.objects.active().filter(env_key=key).select_related("project").first()
     if other is None:
         return None
     return Refused(
-        f"branch {branch!r} is live in project {other.project.name}, and previews are named "
-        "after the branch alone: both would get the same hosts and runtime objects. Tear that "
-        "one down first.", 409,
-        {"project": other.project.name, "branch": branch, "environment": other.pk},
+        f"the names of this preview are held by {other.project.name}:{other.branch}, which "
+        "was launched under the earlier naming rule: both would get the same hosts and "
+        "runtime objects. Tear that one down first.", 409,
+        {"project": other.project.name, "branch": other.branch, "environment": other.pk},
     )
 
 
@@ -487,6 +480,26 @@ def claim_run(run_id: int, worker: str) -> Run | None:
             started_at=run.started_at or now,
         )
     return Run.objects.select_related("environment__project").get(pk=run_id) if claimed else None
+
+
+def worker_id(host: str, pid: int, nonce: str) -> str:
+    return f"{host}:{pid}:{nonce}"
+
+
+def release_orphaned_claims(host: str, alive: Callable[[int], bool]) -> list[int]:
+    """Runs claimed by a worker of `host` whose process is gone (the portal was killed): nobody
+    renews their claim, and waiting for it to expire delays the resume by minutes. A claim from
+    another host, or from a process that may still be running, waits for its expiry as before.
+    Returns the released runs, to be queued again."""
+    released = []
+    running = Run.objects.filter(status=RunStatus.RUNNING, claimed_by__startswith=f"{host}:")
+    for pk, claimed_by in running.values_list("pk", "claimed_by"):
+        _, pid, _ = claimed_by.split(":", 2)
+        if pid.isdigit() and not alive(int(pid)) and Run.objects.filter(
+                pk=pk, status=RunStatus.RUNNING, claimed_by=claimed_by,
+        ).update(claim_expires_at=timezone.now() - timedelta(seconds=1)):
+            released.append(pk)
+    return released
 
 
 def keep_claim(run: Run, worker: str) -> bool:

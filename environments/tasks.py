@@ -14,11 +14,28 @@ from portal import logs
 
 
 def execute_run(run_id: int) -> None:
-    worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    worker = services.worker_id(socket.gethostname(), os.getpid(), uuid.uuid4().hex[:8])
     run = services.claim_run(run_id, worker)
     if run is not None:
         with logs.context(environment=run.environment_id, run=run.pk):
             pipeline.execute(run, worker)
+
+
+def resume_orphaned_runs(**signal: object) -> None:
+    """As each worker starts: what killed workers of this machine left half-done goes on now,
+    not when their claims expire."""
+    for run_id in services.release_orphaned_claims(socket.gethostname(), _alive):
+        services.enqueue_run(run_id)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as someone else's process
+        pass
+    return True
 
 
 def reset_slot(slot_id: int) -> None:
