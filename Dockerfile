@@ -1,6 +1,8 @@
 # One image for the portal's web process (gunicorn), its worker (`manage.py qcluster`) and the
 # migrations Job (deploy/ runs each with its own args). The dependencies come from uv.lock only.
-FROM python:3.11-slim-bookworm AS build
+# BASE: the tests build it FROM a Debian base of their own (no public registry reachable).
+ARG BASE=python:3.11-slim-bookworm
+FROM ${BASE} AS build
 # The uv version the Makefile bootstraps, so the image resolves exactly what `make venv` does.
 RUN pip install --no-cache-dir uv==0.13.9
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never \
@@ -16,7 +18,7 @@ COPY templates templates
 COPY static static
 COPY examples examples
 
-FROM python:3.11-slim-bookworm
+FROM ${BASE}
 # git: the pipeline resolves branches and commits of the projects' repositories with it.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends git \
