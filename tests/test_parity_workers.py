@@ -14,7 +14,14 @@ from django.db import connection
 from django_q.conf import Conf
 
 from environments import demo, services
-from environments.models import DbSlot, Environment, EnvironmentStatus, Interface, RunStatus
+from environments.models import (
+    DbSlot,
+    Environment,
+    EnvironmentStatus,
+    Interface,
+    Run,
+    RunStatus,
+)
 from tests.live import ROOT, kill_previews, portal_env, stop_group
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -56,8 +63,11 @@ def wait_for(done: Callable[[], bool], what: str) -> None:
 
 
 def statuses(environments: list[Environment]) -> set[str]:
-    return set(Environment.objects.filter(pk__in=[e.pk for e in environments])
-               .values_list("status", flat=True))
+    """Their statuses once their runs have ended (a run notifies after the status is set)."""
+    ids = [e.pk for e in environments]
+    if Run.objects.open().filter(environment_id__in=ids).exists():
+        return set()
+    return set(Environment.objects.filter(pk__in=ids).values_list("status", flat=True))
 
 
 def test_two_workers_deploy_and_tear_down_through_the_broker(workers, demo_project, pool_of,
