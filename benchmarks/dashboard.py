@@ -43,7 +43,8 @@ def populate(count: int, runs_each: int) -> None:
     dbpool.ensure_pool_size(0)
     now = timezone.now()
     environments = Environment.objects.bulk_create(
-        Environment(project=project, branch=f"feature/bench-{i}", env_key=naming.env_key(str(i)),
+        Environment(project=project, branch=f"feature/bench-{i}",
+                    env_key=naming.env_key(project.name, f"feature/bench-{i}"),
                     owner=owner, status=EnvironmentStatus.READY, commit="0" * 40,
                     urls={"web": f"http://127.0.0.1:{10000 + i}/"}, expires_at=now)
         for i in range(count)

@@ -11,6 +11,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from environments import naming
 from environments.smoke.config import validate_smoke_config
 
 dns_label = RegexValidator(
@@ -155,7 +156,12 @@ class Environment(models.Model):
         max_length=20, choices=EnvironmentStatus.choices, default=EnvironmentStatus.QUEUED
     )
     status_detail = models.TextField(blank=True, help_text="Why it is failed or degraded.")
-    env_key = models.CharField(max_length=32, db_index=True)
+    env_key = models.CharField(
+        max_length=32, db_index=True,
+        help_text="Names its hosts, runtime objects and directories; kept for its lifetime. "
+                  'md5 of "<project>/<branch>" (of the branch alone when created before that '
+                  "rule).",
+    )
     urls = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -182,8 +188,9 @@ class Environment(models.Model):
                 condition=~Q(status=EnvironmentStatus.TORN_DOWN),
                 name="one_live_environment_per_branch",
             ),
-            # Hosts and runtime names come from the branch alone (DESIGN.md): the same branch
-            # live in two projects would share them, the second overwriting the first.
+            # The key names hosts and runtime objects: two live environments sharing one would
+            # overwrite each other. New keys never collide, but a key kept from the old rule,
+            # md5("shop/main") for branch "shop/main", is the new key of main in project shop.
             models.UniqueConstraint(
                 fields=["env_key"],
                 condition=~Q(status=EnvironmentStatus.TORN_DOWN),
@@ -208,6 +215,10 @@ class Environment(models.Model):
 
     def latest_run(self) -> Run | None:
         return self.runs.order_by("-id").first()
+
+    def host(self, component: str) -> str:
+        return naming.host(self.env_key, self.branch, component, settings.PORTAL_NAMING,
+                           settings.PORTAL_BASE_DOMAIN)
 
 
 class RunKind(models.TextChoices):

@@ -1,6 +1,8 @@
 """Branch names never reach DNS or Kubernetes raw: they become env keys, hosts and object names.
 
 Every label produced here is 1-63 characters of [a-z0-9-], starting and ending alphanumeric.
+Hosts, object names and image tags are made from an environment's stored key, never from its
+branch again: the key rule changed once (DESIGN.md), and environments keep the key they got.
 """
 
 import hashlib
@@ -13,8 +15,10 @@ K8S_KEY_LEN = 12
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
 
 
-def env_key(branch: str) -> str:
-    return hashlib.md5(branch.encode(), usedforsecurity=False).hexdigest()
+def env_key(project: str, branch: str) -> str:
+    """The key of a new environment: `main` of two projects gets two keys. (Project names
+    hold no "/", so no two (project, branch) pairs share the hashed text.)"""
+    return hashlib.md5(f"{project}/{branch}".encode(), usedforsecurity=False).hexdigest()
 
 
 def slugify(branch: str) -> str:
@@ -22,8 +26,7 @@ def slugify(branch: str) -> str:
     return _NOT_SLUG.sub("-", ascii_text.lower()).strip("-")
 
 
-def host_label(branch: str, component: str, scheme: str) -> str:
-    key = env_key(branch)
+def host_label(key: str, branch: str, component: str, scheme: str) -> str:
     if scheme == "hash":
         return f"{key}-{component}"
     room = MAX_LABEL - len(component) - SLUG_HASH_LEN - 2
@@ -31,8 +34,8 @@ def host_label(branch: str, component: str, scheme: str) -> str:
     return "-".join(part for part in (slug, key[:SLUG_HASH_LEN], component) if part)
 
 
-def host(branch: str, component: str, scheme: str, base_domain: str) -> str:
-    return f"{host_label(branch, component, scheme)}.{base_domain}"
+def host(key: str, branch: str, component: str, scheme: str, base_domain: str) -> str:
+    return f"{host_label(key, branch, component, scheme)}.{base_domain}"
 
 
 def object_name(component: str, key: str) -> str:
@@ -46,7 +49,7 @@ def labels(key: str, component: str | None = None) -> dict[str, str]:
     return result
 
 
-def image(template: str, commit: str, branch: str) -> str:
+def image(template: str, commit: str, branch: str, key: str) -> str:
     """A component's image for one commit: "{repository}:{commit}" style templates filled in.
 
     A template without placeholders and without a tag gets the commit as its tag, the way
@@ -57,7 +60,7 @@ def image(template: str, commit: str, branch: str) -> str:
     if "{" not in template and ":" not in template.rsplit("/", 1)[-1]:
         template += ":{commit}"
     values = {
-        "commit": commit, "branch_slug": slugify(branch)[:MAX_LABEL], "env_key": env_key(branch)
+        "commit": commit, "branch_slug": slugify(branch)[:MAX_LABEL], "env_key": key
     }
     try:
         return template.format_map(values)

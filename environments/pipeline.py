@@ -86,12 +86,12 @@ def target_for(environment: Environment, commit: str) -> Target:
     try:
         components = tuple(
             ComponentSpec(
-                name=c.name, image=naming.image(c.image, commit, environment.branch),
+                name=c.name,
+                image=naming.image(c.image, commit, environment.branch, environment.env_key),
                 port=c.port, health_paths=tuple(c.health_paths),
                 start_command=c.start_command, exposed=c.exposed,
                 env={} if fork_code else dict(c.env_vars),
-                host=naming.host(environment.branch, c.name, settings.PORTAL_NAMING,
-                                 settings.PORTAL_BASE_DOMAIN),
+                host=environment.host(c.name),
             )
             for c in environment.project.components.all()
         )
@@ -113,11 +113,8 @@ def target_for(environment: Environment, commit: str) -> Target:
 
 
 def exposed_hosts(environment: Environment) -> list[str]:
-    return [
-        naming.host(environment.branch, c.name, settings.PORTAL_NAMING,
-                    settings.PORTAL_BASE_DOMAIN)
-        for c in environment.project.components.filter(exposed=True)
-    ]
+    return [environment.host(c.name)
+            for c in environment.project.components.filter(exposed=True)]
 
 
 def portal_url(environment: Environment) -> str:

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from environments import dbpool, naming, services
+from environments import dbpool, services
 from environments.backends import BackendError, get
 from environments.models import (
     DbSlot,
@@ -154,8 +154,7 @@ def _hosts(environments: QuerySet[Environment]) -> dict[str, Environment]:
     for environment in environments.prefetch_related("project__components").order_by("id"):
         for component in environment.project.components.all():
             if component.exposed:
-                hosts[naming.host(environment.branch, component.name, settings.PORTAL_NAMING,
-                                  settings.PORTAL_BASE_DOMAIN)] = environment
+                hosts[environment.host(component.name)] = environment
     return hosts
 
 

@@ -192,13 +192,10 @@ def branch_options(request: HttpRequest, name: str) -> HttpResponse:
     except BackendError as exc:
         # Still 200: htmx swaps only successful answers, and the reason belongs in the select.
         return render(request, "environments/partials/branch_options.html", {"error": exc})
-    # Said before the click: a branch live in another project would be refused.
-    elsewhere = services.live_elsewhere(project, [b.name for b in branches])
     wanted = request.GET.get("selected", "")
-    # Only a listed branch that can be launched is preselected; otherwise the placeholder is.
-    selected = wanted if any(b.name == wanted for b in branches) and wanted not in elsewhere \
-        else ""
-    context = {"branches": [(b, elsewhere.get(b.name)) for b in branches], "selected": selected}
+    # Only a listed branch is preselected; otherwise the placeholder is.
+    selected = wanted if any(b.name == wanted for b in branches) else ""
+    context = {"branches": branches, "selected": selected}
     return render(request, "environments/partials/branch_options.html", context)
 
 

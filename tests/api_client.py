@@ -33,7 +33,7 @@ def ready_environment(project: Project, branch: str, owner: User | None,
     now = timezone.now()
     environment = Environment.objects.create(
         project=project, branch=branch, commit=commit, owner=owner,
-        env_key=naming.env_key(branch), status=EnvironmentStatus.READY,
+        env_key=naming.env_key(project.name, branch), status=EnvironmentStatus.READY,
         urls={"web": "http://127.0.0.1:9/"}, queued_at=now, ready_at=now,
     )
     slot = DbSlot.objects.filter(state=SlotState.FREE).first()

@@ -182,7 +182,7 @@ def test_the_pipeline_writes_and_deletes_the_records_of_an_environment(
     environment = services.launch(demo_project, "main", actor=developer,
                                   interface=Interface.WEB)
     environment.refresh_from_db()
-    hosts = {naming.host("main", c, "slug", DOMAIN) for c in ("web", "api")}
+    hosts = {naming.host(environment.env_key, "main", c, "slug", DOMAIN) for c in ("web", "api")}
 
     assert environment.status == EnvironmentStatus.READY, environment.status_detail
     assert set(records(zone_id)) == {(f"{host}.", "A") for host in hosts}

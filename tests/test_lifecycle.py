@@ -1,12 +1,13 @@
 """Expiry (warning, teardown, extend, pin) and quotas on live environments."""
 
+import hashlib
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from environments import services, tasks, tokens
+from environments import naming, services, tasks, tokens
 from environments.backends import get
 from environments.models import (
     AuditEvent,
@@ -151,7 +152,7 @@ def test_a_project_limit_applies_to_everyone(demo_project, pool_of, developer, a
     assert "project demo has 1 live environments, its limit is 1" in str(refused.value)
 
 
-def test_the_same_branch_live_in_another_project_is_refused_with_its_name(
+def test_the_same_branch_launches_in_another_project_under_its_own_key(
         demo_project, pool_of, developer, client):
     pool_of(2)
     first = launched(demo_project, "main", developer)
@@ -161,27 +162,56 @@ def test_the_same_branch_live_in_another_project_is_refused_with_its_name(
     answer = client.post("/api/v1/environments", {"project": "shop", "branch": "main"},
                          content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
 
-    assert answer.status_code == 409
-    assert "branch 'main' is live in project demo" in answer.json()["error"]
-    assert answer.json()["detail"]["environment"] == first.pk
-    assert not Environment.objects.filter(project=shop).exists()
-    services.teardown(first, actor=developer, interface=Interface.API)
-    assert launched(shop, "main", developer).project == shop  # free once that one is gone
+    assert answer.status_code == 202, answer.content
+    second = Environment.objects.get(pk=answer.json()["id"])
+    assert (second.project, second.branch) == (shop, "main")
+    assert second.env_key == naming.env_key("shop", "main") != first.env_key
+    first.refresh_from_db()
+    assert first.status == EnvironmentStatus.READY and first.project == demo_project
 
 
-def test_a_race_for_the_same_names_is_settled_by_the_database(demo_project, pool_of, developer,
-                                                               monkeypatch):
-    pool_of(2)
-    launched(demo_project, "main", developer)
+def legacy_holder_of_shop_main(project: Project) -> Environment:
+    """Branch "shop/main", live since before the key rule changed: its key, md5 of the branch
+    alone, is the key `main` of a project named shop gets now."""
+    return Environment.objects.create(
+        project=project, branch="shop/main", status=EnvironmentStatus.READY,
+        env_key=hashlib.md5(b"shop/main").hexdigest())
+
+
+def test_a_key_kept_from_the_old_rule_that_a_launch_would_get_is_refused_naming_its_holder(
+        demo_project, developer):
+    holder = legacy_holder_of_shop_main(demo_project)
     shop = Project.objects.create(name="shop", repository=demo_project.repository)
-    checked = []
-    # The check before the insert saw nothing: the other launch came in between.
-    monkeypatch.setattr(services, "name_clash", lambda *args: checked.append(args))
+
+    with pytest.raises(services.Refused) as refused:
+        services.launch(shop, "main", actor=developer, interface=Interface.API)
+
+    assert refused.value.status == 409
+    assert "held by demo:shop/main" in str(refused.value)
+    assert refused.value.detail["environment"] == holder.pk
+    assert not Environment.objects.filter(project=shop).exists()
+
+
+def test_a_race_for_the_same_key_is_settled_by_the_database(demo_project, developer,
+                                                             monkeypatch):
+    shop = Project.objects.create(name="shop", repository=demo_project.repository)
+    real_check, checked = services.name_clash, []
+
+    def came_in_between(key: str) -> services.Refused | None:
+        # The check before the insert saw nothing: the holder was launched in between.
+        checked.append(key)
+        if len(checked) == 1:
+            legacy_holder_of_shop_main(demo_project)
+            return None
+        return real_check(key)
+
+    monkeypatch.setattr(services, "name_clash", came_in_between)
 
     with pytest.raises(services.Refused) as refused:
         services.launch(shop, "main", actor=developer, interface=Interface.API)
 
     assert refused.value.status == 409 and len(checked) == 2
+    assert "held by demo:shop/main" in str(refused.value)
     assert not Environment.objects.filter(project=shop).exists()
 
 

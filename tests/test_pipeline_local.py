@@ -1,5 +1,6 @@
 """The deploy/teardown pipeline against the local runtime, with real processes and real git."""
 
+import hashlib
 import json
 import time
 import urllib.request
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from environments import dbpool, demo, services
+from environments import dbpool, demo, naming, pipeline, services
 from environments.backends import get
 from environments.models import (
     DbSlot,
@@ -80,6 +81,60 @@ def test_teardown_leaves_no_process_worktree_or_lease(demo_project, pool_of, dev
         fetch(url)
     assert DbSlot.objects.get().state == SlotState.FREE
     assert not list((isolated_var / "git" / "demo.git" / "worktrees").glob("*"))
+
+
+def test_two_projects_preview_main_side_by_side_and_one_teardown_leaves_the_other(
+        demo_project, demo_repo, pool_of, developer, isolated_var: Path):
+    pool_of(2)
+    shop = demo.register(demo_repo, "shop")
+    first = launch(demo_project, "main", developer)
+    second = launch(shop, "main", developer)
+
+    for environment in (first, second):
+        assert environment.status == EnvironmentStatus.READY, environment.status_detail
+    assert first.env_key != second.env_key
+    assert set(first.urls.values()).isdisjoint(second.urls.values())
+    assert pipeline.exposed_hosts(first) != pipeline.exposed_hosts(second)
+    assert first.slot.name != second.slot.name
+    worktrees = [isolated_var / "runtime" / e.env_key / "src" for e in (first, second)]
+    assert all((worktree / "app.py").exists() for worktree in worktrees)
+    post_json(first.urls["api"] + "items", {"name": "only in demo"})
+    assert "only in demo" not in fetch(second.urls["api"] + "items").decode()
+    gone = first.urls["web"]
+
+    services.teardown(first, actor=developer, interface=Interface.WEB)
+    first.refresh_from_db()
+    second.refresh_from_db()
+
+    assert first.status == EnvironmentStatus.TORN_DOWN
+    assert not worktrees[0].exists() and worktrees[1].exists()
+    with pytest.raises(OSError):
+        fetch(gone)
+    assert second.status == EnvironmentStatus.READY
+    assert b"Demo shop" in fetch(second.urls["web"])
+    assert second.slot.state == SlotState.LEASED
+
+
+def test_an_environment_keyed_under_the_old_rule_keeps_its_key_and_names_on_redeploy(
+        demo_project, demo_repo, pool_of, developer, isolated_var: Path,
+        monkeypatch: pytest.MonkeyPatch):
+    pool_of(1)
+    old_key = hashlib.md5(b"main").hexdigest()
+    with monkeypatch.context() as before_the_change:  # a portal keying on the branch alone
+        before_the_change.setattr(naming, "env_key", lambda project, branch: old_key)
+        environment = launch(demo_project, "main", developer)
+    assert environment.status == EnvironmentStatus.READY, environment.status_detail
+    hosts, urls = pipeline.exposed_hosts(environment), environment.urls
+    commit_on(demo_repo, "main", "banner.txt", "Demo shop — v2\n")
+
+    again = launch(demo_project, "main", developer)  # the launch of a live branch redeploys it
+
+    assert (again.pk, again.env_key) == (environment.pk, old_key)
+    assert again.status == EnvironmentStatus.READY, again.status_detail
+    assert hosts == [f"main-{old_key[:6]}-{c}.preview.localhost" for c in ("web", "api")]
+    assert pipeline.exposed_hosts(again) == hosts and again.urls == urls
+    assert "Demo shop — v2" in fetch(again.urls["web"]).decode()
+    assert [d.name for d in (isolated_var / "runtime").iterdir()] == [old_key]
 
 
 def test_a_component_that_dies_at_start_fails_the_deploy_with_its_output(

@@ -35,9 +35,9 @@ def leased_environments(project: Project, count: int) -> list[Environment]:
     """Environments holding a slot each, made directly (no pipeline runs)."""
     environments = []
     for n in range(count):
-        branch = f"{project.name}/feature/{n}"  # one branch is live in one project only
+        branch = f"feature/{n}"
         environment = Environment.objects.create(
-            project=project, branch=branch, env_key=naming.env_key(branch),
+            project=project, branch=branch, env_key=naming.env_key(project.name, branch),
             queued_at=timezone.now(),
         )
         assert dbpool.lease_slot(environment) is not None
@@ -84,7 +84,7 @@ def test_admin_sees_usage_and_every_slot_with_its_environment(demo_project, pool
                             "preview_03": "resetting", "preview_04": "free",
                             "preview_05": "retired"}
     assert page.index("preview_04") < page.index('class="retired"') < page.index("preview_05")
-    assert f'href="{reverse("environment", args=[first.pk])}">demo:demo/feature/0</a>' in page
+    assert f'href="{reverse("environment", args=[first.pk])}">demo:feature/0</a>' in page
     assert "4 slots in service" in page
     assert 'action="/pool/resize"' in page and 'value="4"' in page
     assert 'href="/pool" aria-current="page">DB pool</a>' in page

@@ -62,7 +62,7 @@ def environment(demo_project) -> Environment:
     """A live environment of pull request #2, an hour from expiry (no deploy needed here)."""
     return Environment.objects.create(
         project=demo_project, branch="feature/checkout", pull_request=NUMBER,
-        env_key=naming.env_key("feature/checkout"), status=EnvironmentStatus.READY,
+        env_key=naming.env_key("demo", "feature/checkout"), status=EnvironmentStatus.READY,
         expires_at=timezone.now() + timedelta(hours=1),
     )
 
@@ -79,7 +79,7 @@ def expiry_of(environment: Environment) -> Any:
 def test_the_expiry_warning_is_also_a_comment_on_the_pull_request(
         github, environment, demo_project):
     Environment.objects.create(  # not of a pull request: warned through the notifier only
-        project=demo_project, branch="main", env_key=naming.env_key("main"),
+        project=demo_project, branch="main", env_key=naming.env_key("demo", "main"),
         status=EnvironmentStatus.READY, expires_at=timezone.now() + timedelta(hours=1))
 
     tasks.expire_environments()

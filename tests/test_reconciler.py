@@ -38,7 +38,7 @@ KINDS = {reconciler.ORPHAN, reconciler.SLOT, reconciler.RESET, reconciler.DNS,
 
 
 def host(environment: Environment, component: str = "web") -> str:
-    return naming.host(environment.branch, component, "slug", DOMAIN)
+    return naming.host(environment.env_key, environment.branch, component, "slug", DOMAIN)
 
 
 @pytest.fixture

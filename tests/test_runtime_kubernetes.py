@@ -2,6 +2,7 @@
 plane and kwok's simulated node, started once per session by scripts/k8s-cluster)."""
 
 import base64
+import hashlib
 import http.server
 import json
 import os
@@ -23,6 +24,7 @@ from environments.backends.runtime.manifests import RUNTIME_ROLE
 from environments.models import Environment, EnvironmentStatus, Interface, StepStatus
 from environments.smoke import runner
 from tests import kube
+from tests.commits import commit_on
 
 pytestmark = pytest.mark.django_db(transaction=True)
 OURS = "app.kubernetes.io/managed-by=preview-portal"
@@ -285,6 +287,74 @@ def test_teardown_leaves_nothing_labelled_ours(launched, kubernetes_runtime, api
     lines: list[str] = []
     get("runtime").delete(launched.env_key, lines.append)
     assert lines == [f"nothing of this environment is left in namespace {kubernetes_runtime}"]
+
+
+def objects_of(api, namespace: str, key: str) -> list[str]:
+    """The environment's own objects (not its ReplicaSets and pods, which a new commit
+    replaces)."""
+    return [f"{kind} {item['metadata']['name']}" for kind in ("Deployment", "Service", "Ingress")
+            for item in kube.items(api, kind, namespace, f"preview-portal/environment={key}")]
+
+
+def ingress_hosts(api, namespace: str, key: str) -> list[str]:
+    return [item["spec"]["rules"][0]["host"] for item in
+            kube.items(api, "Ingress", namespace, f"preview-portal/environment={key}")]
+
+
+def test_two_projects_preview_main_side_by_side_and_one_teardown_leaves_the_other(
+        kubernetes_runtime, demo_project, demo_repo: Path, pool_of, developer, api):
+    pool_of(2)
+    shop = demo.register(demo_repo, "shop")
+    first = launch(demo_project, "main", developer)
+    second = launch(shop, "main", developer)
+    namespace = kubernetes_runtime
+
+    for environment in (first, second):
+        steps = {s.name: s.status for s in environment.runs.get().steps.all()}
+        assert steps["rollout"] == StepStatus.SUCCEEDED, run_log(environment)
+        name = naming.object_name("web", environment.env_key)
+        assert available_replicas(api, name, namespace) == 1
+    assert first.env_key != second.env_key
+    assert set(first.urls.values()).isdisjoint(second.urls.values())
+    kept = objects_of(api, namespace, second.env_key)
+    assert len(kept) == 6 and set(kept).isdisjoint(objects_of(api, namespace, first.env_key))
+    assert set(ingress_hosts(api, namespace, first.env_key)).isdisjoint(
+        ingress_hosts(api, namespace, second.env_key))
+
+    services.teardown(first, actor=developer, interface=Interface.CLI)
+    first.refresh_from_db()
+
+    assert first.status == EnvironmentStatus.TORN_DOWN, run_log(first)
+    assert labelled(api, namespace, f"preview-portal/environment={first.env_key}") == []
+    assert objects_of(api, namespace, second.env_key) == kept
+    assert available_replicas(api, naming.object_name("web", second.env_key), namespace) == 1
+    second.refresh_from_db()
+    assert second.is_active
+
+
+def test_an_environment_keyed_under_the_old_rule_keeps_its_objects_and_hosts_on_redeploy(
+        kubernetes_runtime, demo_project, demo_repo: Path, pool_of, developer, api,
+        monkeypatch: pytest.MonkeyPatch):
+    pool_of(1)
+    old_key, namespace = hashlib.md5(b"main").hexdigest(), kubernetes_runtime
+    with monkeypatch.context() as before_the_change:  # a portal keying on the branch alone
+        before_the_change.setattr(naming, "env_key", lambda project, branch: old_key)
+        environment = launch(demo_project, "main", developer)
+    objects, hosts = objects_of(api, namespace, old_key), ingress_hosts(api, namespace, old_key)
+    assert f"Deployment web-{old_key[:12]}" in objects
+    newer = commit_on(demo_repo, "main", "banner.txt", "Demo shop — v2\n")
+
+    again = launch(demo_project, "main", developer)  # the launch of a live branch redeploys it
+
+    assert (again.pk, again.env_key, again.commit) == (environment.pk, old_key, newer)
+    assert objects_of(api, namespace, old_key) == objects
+    assert ingress_hosts(api, namespace, old_key) == hosts
+    assert set(hosts) == {f"main-{old_key[:6]}-{c}.preview.localhost" for c in ("web", "api")}
+    deployment = kube.resource(api, "Deployment").get(
+        name=naming.object_name("web", old_key), namespace=namespace).to_dict()
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(newer)
+    assert labelled(api, namespace, "preview-portal/environment="
+                    + naming.env_key("demo", "main")) == []
 
 
 def test_per_environment_namespace_holds_everything_and_goes_with_teardown(

@@ -155,7 +155,7 @@ def test_a_synchronize_older_than_the_previews_commit_is_ignored(
     newer = commit_on(demo_repo, BRANCH, "banner.txt", "a newer push\n")
     environment = Environment.objects.create(
         project=demo_project, branch=BRANCH, commit=newer, pull_request=2,
-        env_key=naming.env_key(BRANCH), status=EnvironmentStatus.READY,
+        env_key=naming.env_key(demo_project.name, BRANCH), status=EnvironmentStatus.READY,
         expires_at=timezone.now() + timedelta(hours=1))
 
     late = deliver(client, "pull_request", pointed_at("pull_request.synchronize", BRANCH, older))
