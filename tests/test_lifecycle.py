@@ -33,9 +33,9 @@ def launched(project, branch: str, user: User) -> Environment:
 def test_an_expired_environment_is_warned_then_torn_down_by_the_schedule(
         demo_project, pool_of, developer, settings, monkeypatch, client):
     pool_of(1)
-    demo_project.ttl_hours = 2 / 3600  # two seconds
+    demo_project.ttl_hours = 1  # inside the warning window from the start, however slow the launch
     demo_project.save()
-    settings.PORTAL_EXPIRY_WARNING_HOURS = 1
+    settings.PORTAL_EXPIRY_WARNING_HOURS = 2
     sent = []  # (after the settings change: it gives backends anew)
     monkeypatch.setattr(get("notify"), "send", lambda notice, ref="": sent.append(notice) or "x")
     environment = launched(demo_project, "main", developer)
