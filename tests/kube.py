@@ -33,10 +33,11 @@ class Cluster:
     def kubeconfig(self) -> Path:
         return self.directory / "kubeconfig"
 
-    def _script(self, command: str) -> None:
+    def _script(self, command: str, *args: str, timeout: float = START_TIMEOUT) -> None:
         result = subprocess.run(
-            [sys.executable, str(SCRIPT), command, str(self.directory)], capture_output=True,
-            text=True, check=False, timeout=START_TIMEOUT, stdin=subprocess.DEVNULL,
+            [sys.executable, str(SCRIPT), command, str(self.directory), *args],
+            capture_output=True, text=True, check=False, timeout=timeout,
+            stdin=subprocess.DEVNULL,
         )
         if result.returncode:
             raise RuntimeError(f"k8s-cluster {command} failed:\n{result.stderr}")
@@ -66,3 +67,32 @@ def items(api: DynamicClient, kind: str, namespace: str | None, selector: str) -
 def delete_namespace(api: DynamicClient, name: str) -> None:
     with suppress(NotFoundError):
         resource(api, "Namespace").delete(name=name)
+
+
+# ---------------------------------------------------------------- the real node
+
+
+def missing_real_node() -> str:
+    """What the real node lacks on this machine ("" when it can start)."""
+    result = subprocess.run([sys.executable, str(SCRIPT), "check", "--real"], capture_output=True,
+                            text=True, check=False)
+    return result.stderr.strip() if result.returncode else ""
+
+
+@dataclass
+class RealNode(Cluster):
+    """One real node (containerd, kubelet, kube-proxy, CoreDNS) with its image registry and
+    the DB pool's MariaDB: `scripts/k8s-cluster start --real`."""
+
+    def start(self) -> None:
+        self._script("start", "--real")
+
+    def env(self) -> dict[str, str]:
+        """DIR/portal.env: what the portal needs to use this node."""
+        lines = (self.directory / "portal.env").read_text().splitlines()
+        return dict(line.split("=", 1) for line in lines if "=" in line)
+
+    def push_demo(self, checkout: Path, tag: str) -> str:
+        """The demo's image of `checkout`, built with its Dockerfile, as the node pulls it."""
+        self._script("push-demo", str(checkout), tag, timeout=600)
+        return f"{self.env()['PORTAL_DEMO_IMAGE']}:{tag}"
