@@ -17,12 +17,14 @@ from ninja.security import HttpBearer
 from environments import dbpool, git, redact, roles, services, tokens
 from environments.backends import BackendError, get
 from environments.models import (
+    QA_NOTE_CHARS,
     Component,
     DbSlot,
     Environment,
     EnvironmentStatus,
     Interface,
     Project,
+    QaState,
     Run,
     SlotState,
     SmokeAttempt,
@@ -58,6 +60,16 @@ class TokenAuth(HttpBearer):
         user = tokens.user_for(token)
         if user is not None and not roles.can(user, self.action):
             raise AuthorizationError(message=f"your role does not allow {self.action}")
+        return user
+
+
+class SignOffAuth(HttpBearer):
+    """A token of QA or an admin (services.may_sign_off), checked before the body is read."""
+
+    def authenticate(self, request: HttpRequest, token: str) -> AbstractBaseUser | None:
+        user = tokens.user_for(token)
+        if user is not None and not services.may_sign_off(user):
+            raise AuthorizationError(message="only QA or an admin may sign off a commit")
         return user
 
 
@@ -169,6 +181,22 @@ class SmokeOut(Schema):
     report_url: str | None
 
 
+class QaOut(Schema):
+    state: QaState
+    note: str
+    by: str
+    at: datetime
+    commit: str
+
+
+class QaIn(Schema):
+    state: QaState
+    note: str = Field("", max_length=QA_NOTE_CHARS)
+    commit: str | None = Field(
+        None, description="The commit signed off; 409 when another one is deployed by now."
+    )
+
+
 class LinksOut(Schema):
     self: str
     page: str
@@ -200,6 +228,9 @@ class EnvironmentOut(Schema):
     )
     smoke: SmokeOut | None = Field(
         description="The last attempt of the newest run that has smoke results."
+    )
+    qa: QaOut | None = Field(
+        description="QA's sign-off of the deployed commit; null once another commit is deployed."
     )
     links: LinksOut
 
@@ -304,7 +335,7 @@ def environment_json(environment: Environment, slot: str | None, queue_position:
         "queue_free_by": dbpool.slot_free_by(queue_position)
         if detail and queue_position else None,
         "runs": [run_json(r, detail) for r in runs], "smoke": smoke_json(runs),
-        "links": links_json(environment),
+        "qa": environment.qa, "links": links_json(environment),
     }
 
 
@@ -475,6 +506,16 @@ def extend_environment(request: HttpRequest, id: int, body: ExtendIn) -> dict[st
     admin only."""
     services.extend(_environment(id), actor=request.auth, interface=Interface.API,
                     hours=body.hours)
+    return _environment_json(id)
+
+
+@api.post("/environments/{id}/qa", response={200: EnvironmentOut, **ERRORS},
+          auth=SignOffAuth())
+def sign_off_environment(request: HttpRequest, id: int, body: QaIn) -> dict[str, Any]:
+    """QA's verdict on the deployed commit (QA, admin): shown until another commit is deployed,
+    told to the Slack thread and, for a pull request, GitHub as commit status `preview/qa`."""
+    services.qa_signoff(_environment(id), body.state, body.note, actor=request.auth,
+                        interface=Interface.API, commit=body.commit)
     return _environment_json(id)
 
 

@@ -1,6 +1,8 @@
 """What a pull request shows of its environment: a commit status on the deployed commit, and one
-comment (edited in place by every run) with the URLs, the database, the smoke report and where
-the minutes went. Only with PORTAL_GITHUB_TOKEN, for environments of a pull request."""
+comment (edited in place by every run) with the URLs, the database, the smoke report, QA's
+sign-off and where the minutes went; QA's sign-off is a commit status `preview/qa` of its own,
+which a branch protection rule can require. Only with PORTAL_GITHUB_TOKEN, for environments of a
+pull request."""
 
 from __future__ import annotations
 
@@ -12,11 +14,20 @@ from django.utils import timezone
 
 from environments.backends import BackendError, get
 from environments.backends.github import GitHub
-from environments.models import Environment, EnvironmentStatus, Run, RunKind, RunStatus
+from environments.models import (
+    Environment,
+    EnvironmentStatus,
+    QaState,
+    Run,
+    RunKind,
+    RunStatus,
+)
 
 Log = Callable[[str], None]
 EXTEND_COMMAND = "/preview extend"  # a reply on the pull request (environments.webhooks)
 FENCE = "`" * 3  # opens and closes a markdown code block
+QA_CONTEXT = "preview/qa"
+DESCRIPTION_CHARS = 140  # GitHub refuses a longer commit status description
 # What the comment's timing table shows: label, step (None: queue, run created → first step).
 TIMED_STEPS = (("queue", None), ("lease", "lease_db"), ("apply", "apply"),
                ("rollout", "rollout"), ("smoke", "smoke"))
@@ -49,6 +60,36 @@ def publish(run: Run, page_url: str, log: Log) -> None:
         return  # the comment shows the pull request's newer environment now
     body = comment_body(run, environment, page_url)
     _attempt(log, "pull-request comment", lambda: _comment(github, environment, body))
+
+
+def publish_qa(environment: Environment, log: Log) -> None:
+    """Tell the pull request QA's sign-off of the deployed commit: the `preview/qa` status and
+    its line in the comment. GitHub's errors go to `log`."""
+    from environments.pipeline import portal_url  # the pipeline imports this module
+
+    github = client()
+    repository = environment.project.github_repository
+    signoff = environment.qa
+    if github is None or not (environment.pull_request and repository and signoff):
+        return
+    page_url = portal_url(environment)
+    state = "success" if signoff["state"] == QaState.APPROVED else "failure"
+    _attempt(log, "QA commit status", lambda: github.set_status(
+        repository, signoff["commit"], state, page_url, qa_description(environment),
+        context=QA_CONTEXT,
+    ))
+    run = environment.runs.exclude(kind=RunKind.TEARDOWN).prefetch_related("steps").first()
+    if run is None or _superseded(environment):
+        return
+    body = comment_body(run, environment, page_url)
+    _attempt(log, "pull-request comment", lambda: _comment(github, environment, body))
+
+
+def qa_description(environment: Environment) -> str:
+    """The note (what a reviewer reads first on the pull request), or who decided without one."""
+    text = environment.qa_note or f"{environment.get_qa_state_display()} by {environment.qa_by}"
+    text = " ".join(text.split())
+    return text if len(text) <= DESCRIPTION_CHARS else text[:DESCRIPTION_CHARS - 1] + "…"
 
 
 def warn_expiry(environment: Environment) -> None:
@@ -158,8 +199,18 @@ def _facts(run: Run, environment: Environment, page_url: str) -> list[tuple[str,
     if attempt and attempt.report_key:
         verdict = "passed" if attempt.ok else f"{attempt.failed} failed"
         facts.append(("smoke report", f"[{verdict}]({get('storage').url(attempt.report_key)})"))
+    signoff = environment.qa
+    if signoff and signoff["commit"] == run.commit:
+        facts.append(("QA", qa_line(environment)))
     facts.append(("portal", f"[environment {environment.pk}]({page_url})"))
     return facts
+
+
+def qa_line(environment: Environment) -> str:
+    verdict = "✅ approved" if environment.qa_state == QaState.APPROVED else "❌ changes requested"
+    note = " ".join(environment.qa_note.split()).replace("|", "\\|")  # one table cell
+    return (f"**{verdict}** by {_code(environment.qa_by)} at {when(environment.qa_at)}"
+            + (f": {note}" if note else ""))
 
 
 def step_timings(run: Run) -> list[tuple[str, float | None]]:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from environments import naming
@@ -130,9 +131,25 @@ TERMINAL = frozenset({EnvironmentStatus.TORN_DOWN})
 ACTIVE = frozenset(EnvironmentStatus) - TERMINAL
 
 
+class QaState(models.TextChoices):
+    APPROVED = "approved", "approved"
+    CHANGES_REQUESTED = "changes_requested", "changes requested"
+
+
+QA_NOTE_CHARS = 2000
+# QA signed off the commit now deployed: a sign-off of an earlier commit no longer holds.
+QA_CURRENT = Q(qa_commit=F("commit")) & ~Q(qa_state="")
+
+
 class EnvironmentQuerySet(models.QuerySet["Environment"]):
     def active(self) -> EnvironmentQuerySet:
         return self.exclude(status__in=TERMINAL)
+
+    def qa_signed(self, state: str) -> EnvironmentQuerySet:
+        """With QA's `state` on the deployed commit; `state` "none": without a sign-off of it."""
+        if state == "none":
+            return self.exclude(QA_CURRENT)
+        return self.filter(QA_CURRENT, qa_state=state)
 
     def in_progress(self) -> EnvironmentQuerySet:
         return self.filter(status__in=IN_PROGRESS)
@@ -177,6 +194,14 @@ class Environment(models.Model):
         null=True, blank=True,
         help_text="A launch asked for during the teardown, carried out once it is gone.",
     )
+    qa_state = models.CharField(
+        max_length=20, choices=QaState.choices, blank=True,
+        help_text="QA's sign-off of qa_commit; it holds while that commit is the one deployed.",
+    )
+    qa_note = models.CharField(max_length=QA_NOTE_CHARS, blank=True)
+    qa_by = models.CharField(max_length=150, blank=True, help_text="Who signed off.")
+    qa_at = models.DateTimeField(null=True, blank=True)
+    qa_commit = models.CharField(max_length=40, blank=True)
 
     objects = EnvironmentQuerySet.as_manager()
 
@@ -212,6 +237,15 @@ class Environment(models.Model):
     @property
     def slot(self) -> DbSlot | None:
         return DbSlot.objects.filter(environment=self).first()
+
+    @property
+    def qa(self) -> dict[str, Any] | None:
+        """QA's sign-off of the deployed commit (DESIGN.md's `qa`); None once another commit
+        is deployed."""
+        if not self.qa_state or self.qa_commit != self.commit:
+            return None
+        return {"state": self.qa_state, "note": self.qa_note, "by": self.qa_by,
+                "at": self.qa_at, "commit": self.qa_commit}
 
     def latest_run(self) -> Run | None:
         return self.runs.order_by("-id").first()

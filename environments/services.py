@@ -17,15 +17,17 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from environments import git, naming, roles
-from environments.backends import BackendError
+from environments import git, github_status, naming, roles
+from environments.backends import BackendError, get
 from environments.models import (
+    QA_NOTE_CHARS,
     STEPS_BY_KIND,
     AuditEvent,
     Environment,
     EnvironmentStatus,
     Interface,
     Project,
+    QaState,
     Run,
     RunKind,
     RunStatus,
@@ -443,6 +445,51 @@ def rerun_smoke(environment: Environment, *, actor: User, interface: str) -> Run
             run = _create_run(environment, RunKind.SMOKE, actor, environment.commit)
         audit(actor, interface, "smoke", environment)
     return run
+
+
+def may_sign_off(actor: User) -> bool:
+    """QA's verdict is QA's or an admin's, never the developer's on their own work."""
+    return actor is not None and bool(roles.roles_of(actor) & {roles.QA, roles.ADMIN})
+
+
+def qa_signoff(environment: Environment, state: str, note: str, *, actor: User,
+               interface: str, commit: str | None = None) -> list[str]:
+    """Record QA's verdict on the deployed commit (`commit`: the one the signer saw); it holds
+    until another commit is deployed. The environment's Slack thread and its pull request are
+    told; what could not be told is returned, the sign-off stands all the same."""
+    if not may_sign_off(actor):
+        raise Refused("only QA or an admin may sign off a commit", 403)
+    if state not in QaState.values:
+        raise Refused(f"state must be one of {', '.join(QaState.values)}", 400, {"state": state})
+    if len(note) > QA_NOTE_CHARS:
+        raise Refused(f"the note is longer than {QA_NOTE_CHARS} characters", 400)
+    if environment.status in (EnvironmentStatus.TEARING_DOWN, EnvironmentStatus.TORN_DOWN):
+        raise Refused("the environment is going away: there is nothing to sign off", 409)
+    deployed = environment.commit
+    if not deployed or (commit and commit != deployed):
+        raise Refused("the commit shown is not the one deployed now: look again first", 409,
+                      {"deployed": deployed or None})
+    fields = {"qa_state": state, "qa_note": note, "qa_by": actor.get_username(),
+              "qa_at": timezone.now(), "qa_commit": deployed}
+    with transaction.atomic():
+        # A deploy that moved the commit meanwhile wins: the verdict was on the old one.
+        if not Environment.objects.filter(pk=environment.pk, commit=deployed).update(**fields):
+            raise Refused("a new commit was deployed meanwhile: look again first", 409)
+        audit(actor, interface, "qa_signoff", environment, state=state, commit=deployed,
+              note=note)
+    for name, value in fields.items():
+        setattr(environment, name, value)
+    problems: list[str] = []
+    github_status.publish_qa(environment, problems.append)
+    thread = environment.runs.exclude(notify_ref="").values_list("notify_ref", flat=True).first()
+    label = QaState(state).label
+    text = f"{environment}: QA {label} by {fields['qa_by']} at {deployed[:7]}" + (
+        f": {note}" if note else "")
+    try:
+        get("notify").reply(text, thread or "")
+    except BackendError as exc:
+        problems.append(f"Slack not told ({exc})")
+    return problems
 
 
 def _create_run(environment: Environment, kind: str, actor: User, commit: str,

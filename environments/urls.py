@@ -15,6 +15,7 @@ urlpatterns = [
     path("environments/<int:pk>/smoke", views.smoke, name="environment_smoke"),
     path("environments/<int:pk>/extend", views.extend, name="environment_extend"),
     path("environments/<int:pk>/pin", views.pin, name="environment_pin"),
+    path("environments/<int:pk>/qa", views.qa_signoff, name="environment_qa"),
     path("environments/<int:pk>/logs/<str:component>", views.component_logs,
          name="environment_logs"),
     path("pool", views.pool, name="pool"),

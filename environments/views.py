@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Prefetch
+from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -28,21 +28,25 @@ from environments.backends import BackendError, get
 from environments.backends.storage.file import signature_valid
 from environments.models import (
     ACTIVE,
+    QA_NOTE_CHARS,
     DbSlot,
     Environment,
     EnvironmentStatus,
     Interface,
     Project,
+    QaState,
     ReconcilePass,
     Run,
     RunKind,
     RunStep,
     SlotState,
+    SmokeAttempt,
     StepStatus,
 )
 
 View = Callable[..., HttpResponse]
-FILTERS = ("project", "status", "branch", "owner")
+FILTERS = ("project", "status", "branch", "owner", "smoke", "qa", "mine")
+SMOKE_RESULTS = ("passed", "failed", "none")
 DASHBOARD_PAGE = 50
 RUNS_SHOWN = 20
 AUDIT_SHOWN = 50
@@ -104,13 +108,14 @@ def _to_login(request: HttpRequest) -> HttpResponse:
 def dashboard(request: HttpRequest) -> HttpResponse:
     chosen = {name: request.GET.get(name, "").strip() for name in FILTERS}
     # Past the last page shows the last one: a poll of a page that emptied still shows rows.
-    page = Paginator(_filtered(chosen), DASHBOARD_PAGE).get_page(request.GET.get("page"))
+    page = Paginator(_filtered(chosen, request.user), DASHBOARD_PAGE).get_page(
+        request.GET.get("page"))
     environments = list(page)
     positions = dbpool.queue_positions()
     filters = request.GET.copy()
     filters.pop("page", None)
     context = {
-        "rows": [(env, positions.get(env.pk)) for env in environments],
+        "rows": [_row(env, positions.get(env.pk)) for env in environments],
         "polling": any(env.in_progress for env in environments),
         "chosen": chosen,
         "filtered": any(chosen.values()),
@@ -123,24 +128,81 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     context |= {
         "projects": Project.objects.values_list("name", flat=True),
         "statuses": [s for s in EnvironmentStatus if s in ACTIVE],
+        "smoke_results": SMOKE_RESULTS,
+        "qa_states": QaState.choices,
         "owners": get_user_model().objects.filter(environment__in=Environment.objects.active())
         .distinct().order_by("username").values_list("username", flat=True),
     }
     return render(request, "environments/dashboard.html", context)
 
 
-def _filtered(chosen: dict[str, str]) -> Any:
-    environments = Environment.objects.active().select_related("project", "owner").order_by(
-        "-created_at", "-id")
+def _filtered(chosen: dict[str, str], user: Any) -> QuerySet[Environment]:
+    environments = _with_facts(Environment.objects.active()).select_related(
+        "project", "owner").order_by("-created_at", "-id")
     if chosen["project"]:
         environments = environments.filter(project__name=chosen["project"])
     if chosen["status"]:
         environments = environments.filter(status=chosen["status"])
     if chosen["branch"]:
-        environments = environments.filter(branch__icontains=chosen["branch"])
+        environments = environments.filter(_branch_or_pull_request(chosen["branch"]))
     if chosen["owner"]:
         environments = environments.filter(owner__username=chosen["owner"])
+    if chosen["mine"]:
+        environments = environments.filter(owner=user)
+    if chosen["smoke"] in SMOKE_RESULTS:
+        environments = environments.filter(_smoke_result(chosen["smoke"]))
+    if chosen["qa"] in (*QaState.values, "none"):
+        environments = environments.qa_signed(chosen["qa"])
     return environments
+
+
+def _with_facts(environments: QuerySet[Environment]) -> QuerySet[Environment]:
+    """Each row's DB slot and latest smoke attempt inside the one query of the page: the
+    dashboard's query count stays the same however many rows it shows."""
+    slot = DbSlot.objects.filter(environment=OuterRef("pk")).values("name")[:1]
+    latest = SmokeAttempt.objects.filter(run__environment=OuterRef("pk")).order_by(
+        "-run_id", "-number")
+    return environments.annotate(
+        slot_name=Subquery(slot),
+        **{f"smoke_{name}": Subquery(latest.values(name)[:1])
+           for name in ("passed", "failed", "errors", "report_key")},
+    )
+
+
+def _branch_or_pull_request(text: str) -> Q:
+    """"#12" or "12" finds pull request 12 too."""
+    number = text.removeprefix("#")
+    found = Q(branch__icontains=text)
+    return found | Q(pull_request=int(number)) if number.isdigit() else found
+
+
+def _smoke_result(result: str) -> Q:
+    if result == "none":
+        return Q(smoke_passed__isnull=True)
+    failing = Q(smoke_failed__gt=0) | Q(smoke_errors__gt=0)
+    return failing if result == "failed" else Q(smoke_passed__isnull=False) & ~failing
+
+
+@dataclass(frozen=True)
+class Row:
+    environment: Environment
+    queue_position: int | None
+    database: str
+    report_url: str
+
+    @property
+    def smoke(self) -> str:
+        """"passed", "failed", or "" before any smoke attempt."""
+        env = self.environment
+        if env.smoke_passed is None:
+            return ""
+        return "failed" if env.smoke_failed or env.smoke_errors else "passed"
+
+
+def _row(env: Environment, position: int | None) -> Row:
+    database = get("pool").connection(env.slot_name).public()["name"] if env.slot_name else ""
+    report = get("storage").url(env.smoke_report_key) if env.smoke_report_key else ""
+    return Row(env, position, database, report)
 
 
 # Launch.
@@ -210,6 +272,10 @@ def environment(request: HttpRequest, pk: int) -> HttpResponse:
         "components": env.project.components.values_list("name", flat=True),
         "audit_events": env.audit_events.all()[:AUDIT_SHOWN],
         "unsandboxed": sandbox.warning() if settings.PORTAL_RUNTIME == "local" else "",
+        "may_sign_off": services.may_sign_off(request.user) and env.is_active and bool(env.commit)
+        and env.status != EnvironmentStatus.TEARING_DOWN,
+        "qa_states": QaState.choices,
+        "qa_note_chars": QA_NOTE_CHARS,
     }
     return render(request, "environments/environment.html", context)
 
@@ -376,6 +442,27 @@ def teardown(request: HttpRequest, pk: int) -> HttpResponse:
 @requires(roles.SMOKE)
 def smoke(request: HttpRequest, pk: int) -> HttpResponse:
     return _change(request, pk, services.rerun_smoke, "Rerunning the smoke checks of")
+
+
+@require_POST
+@requires(roles.VIEW)
+def qa_signoff(request: HttpRequest, pk: int) -> HttpResponse:
+    if not services.may_sign_off(request.user):
+        raise PermissionDenied("only QA or an admin may sign off a commit")
+    env = _environment_or_404(pk)
+    state = request.POST.get("state", "")
+    try:
+        problems = services.qa_signoff(
+            env, state, request.POST.get("note", "").strip(), actor=request.user,
+            interface=Interface.WEB, commit=request.POST.get("commit") or None,
+        )
+    except services.Refused as refused:
+        messages.error(request, str(refused))
+    else:
+        messages.success(request, f"QA: {QaState(state).label} for {env.commit[:7]} of {env}.")
+        for problem in problems:
+            messages.warning(request, problem)
+    return redirect("environment", pk=pk)
 
 
 # DB pool.

@@ -29,3 +29,8 @@ class Notifier(ABC):
     @abstractmethod
     def send(self, notice: Notice, previous_ref: str = "") -> str:
         """Post the notice, or update the message `previous_ref`; return the message's ref."""
+
+    @abstractmethod
+    def reply(self, text: str, thread_ref: str) -> None:
+        """Post `text` in the thread of the message `thread_ref` (a ref send returned), or as
+        a message of its own without one."""

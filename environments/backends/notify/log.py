@@ -14,3 +14,6 @@ class LogNotifier(Notifier):
             notice.database or "-", notice.report_url or "-", notice.portal_url,
         )
         return previous_ref or "log"
+
+    def reply(self, text: str, thread_ref: str) -> None:
+        logger.info("%s (thread %s)", text, thread_ref or "-")

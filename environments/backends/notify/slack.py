@@ -1,6 +1,7 @@
 """Slack through the Web API (slack_sdk): one message per run, posted as the run starts and
 updated in place (chat.update on the saved ts) as it ends. The ref saved on the run is
-"<channel id> <ts>": chat.update wants the channel's id, which PORTAL_SLACK_CHANNEL may not be."""
+"<channel id> <ts>": chat.update wants the channel's id, which PORTAL_SLACK_CHANNEL may not be.
+Other news of the environment (QA's sign-off) is a reply in the thread of its latest message."""
 
 from typing import Any
 
@@ -36,6 +37,11 @@ class SlackNotifier(Notifier):
             except _Gone:
                 pass  # deleted by someone: a new message is better than none
         return self._call(self.client.chat_postMessage, channel=self.channel, **message)
+
+    def reply(self, text: str, thread_ref: str) -> None:
+        channel, _, ts = thread_ref.partition(" ")
+        thread = {"channel": channel, "thread_ts": ts} if ts else {"channel": self.channel}
+        self._call(self.client.chat_postMessage, text=_escaped(text), **thread)
 
     @staticmethod
     def _call(method: Any, **arguments: Any) -> str:
