@@ -76,6 +76,7 @@ def command(argv: Sequence[str], *, writable: Iterable[Path] = (), readable: Ite
     if not active():
         return list(argv)
     writable = [Path(p).resolve() for p in writable]
+    hand_over(*writable)  # whoever made them (a copy, a restore), the code may write them
     readable = [Path(p) for p in (*_interpreter(), *readable)]
     options = ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
                "--cap-drop", "ALL", "--proc", "/proc", "--dev", "/dev",

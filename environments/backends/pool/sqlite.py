@@ -36,7 +36,6 @@ class SqlitePool(Pool):
             sqlite3.connect(path).close()
         except sqlite3.Error as exc:
             raise BackendError(f"cannot open SQLite slot {slot}: {exc}") from exc
-        sandbox.hand_over(path.parent)
         return ""
 
     def reset(self, slot: str) -> str:

@@ -202,7 +202,6 @@ class LocalRuntime(Runtime):
             for name, content in suite.files.items():
                 (directory / name).parent.mkdir(parents=True, exist_ok=True)
                 (directory / name).write_bytes(content)
-            sandbox.hand_over(directory)
             command = sandbox.command(
                 [sys.executable, *suite.python_args], cwd=directory,
                 writable=[directory, *filter(None, [suite.database_directory])])
@@ -271,7 +270,6 @@ class LocalRuntime(Runtime):
                 "--git-dir", str(mirror), "worktree", "add", "--detach", "--force",
                 str(worktree), target.commit,
             )
-        sandbox.hand_over(worktree)
         log(f"checked out {target.commit[:12]} of {target.branch!r} in {worktree}")
 
     def _remove_worktree(self, key: str, log: Log) -> None:
