@@ -237,17 +237,22 @@ def _attempt(ctx: Context, suite: runner.Suite, number: int) -> runner.Outcome:
 
 def report(ctx: Context) -> None:
     """The last attempt decides: ready, or degraded saying which checks fail and why (the
-    environment stays up)."""
+    environment stays up). Said here; the environment shows it as its run ends."""
     last = ctx.run.smoke_attempts.order_by("-number").first()
     if last and last.report_key:
         ctx.log(f"report of attempt {last.number}: {get('storage').url(last.report_key)}")
+    ending = ending_of(ctx.run)
+    ctx.log(f"environment is {ending.status}" + (f" ({ending.detail})" if ending.detail else ""))
+
+
+def ending_of(run: Run) -> services.Ending:
+    """Where a run that got through its steps leaves its environment."""
+    if run.kind == RunKind.TEARDOWN:
+        return services.Ending(EnvironmentStatus.TORN_DOWN, fields={"urls": {}})
+    last = run.smoke_attempts.order_by("-number").first()
     if last is None or last.ok:
-        services.set_status(ctx.environment, EnvironmentStatus.READY, ready_at=timezone.now())
-        ctx.log("environment is ready")
-        return
-    detail = _why(last)
-    services.set_status(ctx.environment, EnvironmentStatus.DEGRADED, detail)
-    ctx.log(f"environment is degraded ({detail})")
+        return services.Ending(EnvironmentStatus.READY, fields={"ready_at": timezone.now()})
+    return services.Ending(EnvironmentStatus.DEGRADED, _why(last))
 
 
 def expiry_notice(environment: Environment) -> Notice:
@@ -275,11 +280,14 @@ def _why(attempt: SmokeAttempt) -> str:
 
 
 def notify(ctx: Context) -> None:
-    _send_notice(ctx, finished=True)
+    _send_notice(ctx, finished=True, ending=ending_of(ctx.run))
 
 
-def notice_for(run: Run, finished: bool) -> Notice:
+def notice_for(run: Run, finished: bool, ending: services.Ending | None = None) -> Notice:
+    """`ending`: the status the run is about to leave, told before the environment shows it."""
     environment = Environment.objects.select_related("project").get(pk=run.environment_id)
+    if ending is not None:
+        environment.status, environment.status_detail = ending.status, ending.detail
     slot = environment.slot
     database = get("pool").connection(slot.name).public() if slot else {}
     last = run.smoke_attempts.order_by("-number").first()
@@ -292,10 +300,10 @@ def notice_for(run: Run, finished: bool) -> Notice:
     )
 
 
-def _send_notice(ctx: Context, finished: bool) -> None:
+def _send_notice(ctx: Context, finished: bool, ending: services.Ending | None = None) -> None:
     """Post the run's message, or update it in place; never fails the run."""
     try:
-        ref = get("notify").send(notice_for(ctx.run, finished), ctx.run.notify_ref)
+        ref = get("notify").send(notice_for(ctx.run, finished, ending), ctx.run.notify_ref)
     except BackendError as exc:
         ctx.log(f"notification not sent ({exc}); the run goes on")
         return
@@ -316,21 +324,19 @@ def delete_dns(ctx: Context) -> None:
 def release_db(ctx: Context) -> None:
     slot = dbpool.release_slot(ctx.environment)
     ctx.log(f"DB slot {slot.name} released for reset" if slot else "no DB slot was held")
-    Environment.objects.filter(pk=ctx.environment.pk).update(
-        status=EnvironmentStatus.TORN_DOWN, urls={}, updated_at=timezone.now()
-    )
-    ctx.environment.status = EnvironmentStatus.TORN_DOWN
-    _launch_asked_during_teardown(ctx)
 
 
-def _launch_asked_during_teardown(ctx: Context) -> None:
+def launch_asked_during_teardown(run: Run) -> None:
+    """Once the environment is torn down (a crash before this leaves it to the reconciler)."""
+    environment = Environment.objects.select_related("project").get(pk=run.environment_id)
     try:
-        again = services.launch_asked_during_teardown(ctx.environment)
+        again = services.launch_asked_during_teardown(environment)
     except services.Refused as exc:
-        ctx.log(f"the launch asked for during the teardown was refused: {exc}")
+        _log_on_run(run, f"the launch asked for during the teardown was refused: {exc}")
         return
     if again:
-        ctx.log(f"launched again as environment {again.pk}, as asked during the teardown")
+        _log_on_run(run, f"launched again as environment {again.pk}, as asked during the "
+                         "teardown")
 
 
 STEP_FUNCTIONS: dict[str, Callable[[Context], None]] = {
@@ -375,7 +381,9 @@ def _execute_steps(run: Run, worker: str) -> None:
             announced = True
         if not _run_step(run, step):
             return
-    services.finish_run(run, RunStatus.SUCCEEDED)
+    services.finish_run(run, RunStatus.SUCCEEDED, ending=ending_of(run))
+    if run.kind == RunKind.TEARDOWN:
+        launch_asked_during_teardown(run)
 
 
 def _run_step(run: Run, step: RunStep) -> bool:
@@ -411,17 +419,11 @@ def _fail(ctx: Context, exc: Exception) -> None:
     RunStep.objects.filter(pk=ctx.step.pk).update(
         status=StepStatus.FAILED, finished_at=timezone.now()
     )
-    if ctx.run.kind == RunKind.TEARDOWN:
-        # A teardown that got as far as torn down stays so; anything earlier can be retried.
-        Environment.objects.filter(pk=ctx.environment.pk).exclude(
-            status=EnvironmentStatus.TORN_DOWN
-        ).update(
-            status=EnvironmentStatus.FAILED, status_detail=f"teardown: {message}"
-        )
-    else:
-        services.set_status(ctx.environment, EnvironmentStatus.FAILED, message)
-    _send_notice(ctx, finished=True)
-    services.finish_run(ctx.run, RunStatus.FAILED, message)
+    teardown = ctx.run.kind == RunKind.TEARDOWN  # anything short of torn down can be retried
+    ending = services.Ending(EnvironmentStatus.FAILED,
+                             f"teardown: {message}" if teardown else message)
+    _send_notice(ctx, finished=True, ending=ending)
+    services.finish_run(ctx.run, RunStatus.FAILED, message, ending=ending)
 
 
 def _redacted(environment: Environment, text: str) -> str:

@@ -21,6 +21,7 @@ from django.utils import timezone
 from environments import dbpool, services
 from environments.backends import BackendError, get
 from environments.models import (
+    RUN_OPEN,
     DbSlot,
     Environment,
     EnvironmentStatus,
@@ -42,6 +43,7 @@ RESET = "reset_lost"
 DNS = "dns_of_torn_down"
 CLAIM = "claim_expired"
 WAITING = "waiting_with_free_slot"
+RELAUNCH = "relaunch_lost"
 UNREADABLE = "unreadable"  # a backend could not be read: only reported
 
 
@@ -182,6 +184,27 @@ def find_waiting_with_free_slots(now: datetime) -> list[Finding]:
     ]
 
 
+def find_lost_relaunches(now: datetime) -> list[Finding]:
+    """A launch asked for during a teardown that ended without carrying it out (its worker died
+    between the end of the run and the launch)."""
+    environments = Environment.objects.filter(
+        status=EnvironmentStatus.TORN_DOWN, relaunch__isnull=False,
+    ).exclude(runs__status__in=RUN_OPEN).select_related("project")
+    return [
+        Finding(RELAUNCH, str(environment), "launch it again, as asked during its teardown",
+                environment=environment,
+                fix=partial(_relaunch, environment))
+        for environment in environments
+    ]
+
+
+def _relaunch(environment: Environment) -> None:
+    try:
+        services.launch_asked_during_teardown(environment)
+    except services.Refused as exc:  # e.g. the branch is gone: it is not asked for any more
+        raise BackendError(f"the launch was refused: {exc}") from exc
+
+
 FINDERS: tuple[Callable[[datetime], list[Finding]], ...] = (
     find_runtime_orphans,
     find_slots_of_torn_down,
@@ -189,4 +212,5 @@ FINDERS: tuple[Callable[[datetime], list[Finding]], ...] = (
     find_dns_of_torn_down,
     find_expired_claims,
     find_waiting_with_free_slots,
+    find_lost_relaunches,
 )

@@ -558,11 +558,36 @@ def keep_claim(run: Run, worker: str) -> bool:
     )
 
 
-def finish_run(run: Run, status: str, error: str = "") -> None:
-    Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
-        status=status, error=error, finished_at=timezone.now(), claim_expires_at=None
-    )
+@dataclass(frozen=True)
+class Ending:
+    """Where a run leaves its environment: written with the run's end, in one transaction, so
+    nobody sees a ready or torn-down environment whose run is still open (or the reverse)."""
+
+    status: str
+    detail: str = ""
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def finish_run(run: Run, status: str, error: str = "", ending: Ending | None = None) -> None:
+    with transaction.atomic():
+        ended = Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+            status=status, error=error, finished_at=timezone.now(), claim_expires_at=None
+        )
+        if ended and ending is not None:
+            _end_environment(run, ending)
     start_next_run(run.environment_id)
+
+
+def _end_environment(run: Run, ending: Ending) -> None:
+    environment = run.environment
+    if run.kind != RunKind.TEARDOWN:
+        set_status(environment, ending.status, ending.detail, **ending.fields)
+        return
+    # A teardown moves the environment on from tearing_down; one torn down stays so.
+    Environment.objects.filter(pk=environment.pk).exclude(
+        status=EnvironmentStatus.TORN_DOWN
+    ).update(status=ending.status, status_detail=ending.detail, updated_at=timezone.now(),
+             **ending.fields)
 
 
 def park_run(run: Run) -> None:
