@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.urls import reverse
 
 from environments import git, services
 from environments.backends import get
@@ -102,7 +103,7 @@ def pods(node: kube.RealNode, namespace: str) -> list[str]:
 
 
 def test_the_demo_on_a_real_node_is_ready_its_smoke_jobs_pass_and_teardown_leaves_nothing(
-        demo_on_the_node, real_node, on_the_node, developer, tmp_path):
+        demo_on_the_node, real_node, on_the_node, developer, tmp_path, client):
     push_image(real_node, demo_on_the_node, "main", tmp_path)
     started = time.monotonic()
     environment = launch(demo_on_the_node, "main", developer)
@@ -112,10 +113,11 @@ def test_the_demo_on_a_real_node_is_ready_its_smoke_jobs_pass_and_teardown_leave
     log = run_log(environment)
     assert "smoke" in log.lower(), log
     print(f"request to ready on the real node: {took:.1f} s")
-    runtime = get("runtime")
-    assert runtime.component_states(environment.env_key) == {
+    assert get("runtime").component_states(environment.env_key) == {
         "api": "1/1 pods ready", "web": "1/1 pods ready"}
-    assert "api listening on 0.0.0.0:8080" in runtime.logs(environment.env_key, "api")
+    client.force_login(developer)
+    page = client.get(reverse("environment_logs", args=[environment.pk, "api"]))
+    assert "api listening on 0.0.0.0:8080" in page.content.decode()
 
     services.teardown(environment, actor=developer, interface=Interface.CLI)
     environment.refresh_from_db()
