@@ -11,7 +11,8 @@ def commit_on(repo: Path, branch: str, name: str, content: str) -> str:
     git.run("-C", here, "checkout", "--quiet", branch)
     (repo / name).write_text(content)
     git.run("-C", here, "add", "-A")
-    git.run("-C", here, *demo.IDENTITY, "commit", "--quiet", "-m", "change")
+    # A new commit even when an earlier test of the session wrote the same content there.
+    git.run("-C", here, *demo.IDENTITY, "commit", "--quiet", "--allow-empty", "-m", "change")
     commit = git.run("-C", here, "rev-parse", "HEAD").strip()
     git.run("-C", here, "checkout", "--quiet", "main")
     return commit

@@ -218,7 +218,8 @@ def test_redeploy_with_a_new_commit_changes_only_the_image(launched, kubernetes_
                 for kind in ("Deployment", "Service", "Ingress")}
 
     before = snapshot()
-    older = git.resolve(str(demo_repo), "main")
+    # On the branch's history, whatever other tests of the session committed on main.
+    older = git.run("-C", str(demo_repo), "rev-parse", "feature/checkout~1").strip()
     launch(launched.project, "feature/checkout", developer, commit=older)
     after = snapshot()
 
