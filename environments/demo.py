@@ -75,9 +75,11 @@ def register(repository: Path, name: str = "demo") -> Project:
         return project
     command = f"{shlex.quote(sys.executable)} app.py"
     for position, role in enumerate(("web", "api")):
+        # One image serves both roles (ROLE says which): a test cluster's registry holds it.
+        image = settings.PORTAL_DEMO_IMAGE or f"ghcr.io/preview-portal/demo-{role}"
         Component.objects.create(
             project=project, name=role, position=position, port=8080,
             health_paths=["/healthz"], env_vars={"ROLE": role}, start_command=command,
-            image=f"ghcr.io/preview-portal/demo-{role}:{{commit}}",
+            image=f"{image}:{{commit}}",
         )
     return project

@@ -240,6 +240,8 @@ PORTAL_SMOKE_ATTEMPTS = env.integer("PORTAL_SMOKE_ATTEMPTS", 3, minimum=1)
 # Kubernetes runtime: the image of the smoke Jobs (one with pytest: the portal's own), unless a
 # project's smoke configuration names one.
 PORTAL_SMOKE_IMAGE = env.text("PORTAL_SMOKE_IMAGE")
+# The demo's one image (without its tag) where a test cluster's registry has it.
+PORTAL_DEMO_IMAGE = env.text("PORTAL_DEMO_IMAGE")
 # Seconds before the second smoke attempt, doubling for each further one (at most a minute).
 PORTAL_SMOKE_BACKOFF = env.number("PORTAL_SMOKE_BACKOFF", 5, minimum=0)
 PORTAL_ENV_TTL_HOURS = env.number("PORTAL_ENV_TTL_HOURS", 72, minimum=0.001)
