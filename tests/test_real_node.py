@@ -160,9 +160,6 @@ def test_a_redeploy_rolls_out_the_new_commits_image(
         time.sleep(0.5)
 
 
-@pytest.mark.xfail(strict=True, reason="the kubernetes runtime waits out PORTAL_READY_TIMEOUT "
-                   "on a CrashLoopBackOff and reports the kubelet's events, not the container's "
-                   "last lines (environments/backends/runtime/kubernetes.py)")
 def test_a_branch_that_crashes_at_start_fails_with_crashloopbackoff_and_its_last_lines(
         demo_on_the_node, real_node, developer, tmp_path, settings):
     settings.PORTAL_READY_TIMEOUT = 45  # the demo's containers are up in 5-15 s here

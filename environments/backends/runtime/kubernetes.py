@@ -45,6 +45,8 @@ GRANT_TIMEOUT = 10.0
 LOG_BYTES = 64 * 1024
 # Waiting reasons that are only a container on its way up, not a problem.
 STARTING = {"ContainerCreating", "PodInitializing"}
+CRASH_LOOP = "CrashLoopBackOff"
+CRASH_RESTARTS = 2  # restarts before a crash loop fails the rollout at once
 SUITE_LOG_BYTES = 16 * 1024 * 1024  # of a smoke Job's log: its report comes back in it
 SUITE_WAIT_GRACE = 30.0  # beyond the Job's own deadline, for the Job controller to say so
 
@@ -447,6 +449,13 @@ class KubernetesRuntime(Runtime):
                 if problem not in seen:  # live in the run log, each reason once
                     seen.add(problem)
                     log(problem)
+            crashing = self._crash_loop(env_key, namespace)
+            if crashing:
+                raise BackendError(
+                    f"{', '.join(sorted(pending))} not rolled out: a container crashes at "
+                    f"start ({CRASH_LOOP}): " + self._diagnosis(env_key, namespace)
+                    + f"; last lines of {crashing[1]} in pod {crashing[0]}:\n"
+                    + self._last_lines(namespace, *crashing))
             if time.monotonic() > deadline:
                 raise BackendError(
                     f"{', '.join(sorted(pending))} not rolled out after {timeout:.0f} s: "
@@ -454,6 +463,29 @@ class KubernetesRuntime(Runtime):
                     retryable=True,
                 )
             time.sleep(POLL)
+
+    def _crash_loop(self, env_key: str, namespace: str) -> tuple[str, str] | None:
+        """(pod, container) of one that keeps exiting at start: waiting longer only shows it
+        exit again. Kubernetes restarts a container that exits once (its dependencies may come
+        up late), so the first restarts are given their chance."""
+        for pod in self._list("Pod", namespace, self.selector(env_key)):
+            for container in (pod.get("status") or {}).get("containerStatuses") or []:
+                waiting = (container.get("state") or {}).get("waiting") or {}
+                if waiting.get("reason") == CRASH_LOOP and \
+                        (container.get("restartCount") or 0) >= CRASH_RESTARTS:
+                    return pod["metadata"]["name"], str(container.get("name"))
+        return None
+
+    def _last_lines(self, namespace: str, pod: str, container: str) -> str:
+        """What the crashed container said last (its previous run's log)."""
+        try:
+            return self._call(
+                f"read the log of pod {pod}",
+                lambda: self.core.read_namespaced_pod_log(
+                    pod, namespace, container=container, previous=True, tail_lines=20,
+                    limit_bytes=LOG_BYTES, _request_timeout=REQUEST_TIMEOUT))
+        except BackendError as exc:
+            return f"(its log could not be read: {exc})"
 
     @staticmethod
     def _rollout_progress(deployment: Manifest) -> str | None:
