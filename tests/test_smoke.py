@@ -165,6 +165,7 @@ def test_a_smoke_test_path_missing_from_the_branch_is_named_in_the_detail(
 
 @pytest.mark.parametrize("config, problem", [
     ({"logins": []}, "unknown key 'logins'"),
+    ({"image": ["python:3.11"]}, "image: the smoke Jobs' image on Kubernetes"),
     ({"tests": "../outside"}, "tests: a relative path inside the repository"),
     ({"tests": "."}, "tests: a relative path inside the repository"),
     ({"tests": "--rootdir=/"}, "tests: a path, not a pytest option: it may not start with '-'"),
@@ -177,4 +178,4 @@ def test_a_smoke_test_path_missing_from_the_branch_is_named_in_the_detail(
 def test_a_smoke_configuration_that_cannot_work_is_refused(config, problem):
     with pytest.raises(ValidationError, match=re.escape(problem)):
         validate_smoke_config(config)
-    validate_smoke_config(demo.SMOKE)
+    validate_smoke_config(demo.SMOKE | {"image": "registry.example.com/shop-smoke:1"})

@@ -6,8 +6,11 @@
                        "status": 201, "table": "items", "column": "name"}],
      "integrations": [{"name": "queue", "component": "api", "path": "/queue", ...}],
      "components":   [{"component": "web", "path": "/upstream", "contains": "api"}],
-     "tests": "smoke"}
+     "tests": "smoke",
+     "image": "registry.example.com/acme/shop-smoke:1"}
 
+`image` (kubernetes runtime): the smoke Jobs' image instead of PORTAL_SMOKE_IMAGE, with `python`,
+pytest, pytest-html and pytest-metadata (PyMySQL for the database check).
 `{marker}` becomes a value unique to the attempt, so the database check finds the row this
 attempt wrote and nothing older. Without `status` any 2xx passes; `method` defaults to POST
 when there is a `json` body, else GET.
@@ -23,7 +26,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 REQUEST_KINDS = ("login", "database", "integrations", "components")
-KEYS = (*REQUEST_KINDS, "tests")
+KEYS = (*REQUEST_KINDS, "tests", "image")
 MARKER = "{marker}"
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
@@ -42,6 +45,8 @@ def _problems(value: object) -> Iterator[str]:
         return
     for key in sorted(set(value) - set(KEYS)):
         yield f"unknown key {key!r} (known: {', '.join(KEYS)})"
+    if not isinstance(value.get("image", ""), str):
+        yield "image: the smoke Jobs' image on Kubernetes (with python and pytest), as a string"
     tests = value.get("tests", "")
     if isinstance(tests, str) and tests.startswith("-"):
         # pytest would take it for one of its options (e.g. -p, which loads a plugin).
