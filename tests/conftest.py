@@ -2,7 +2,6 @@
 and tasks run inline (django-q2 sync mode) unless a test starts real workers."""
 
 import itertools
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from tests import kube
 from tests import mariadb as mariadb_server
 from tests.fake_github import SECRET, TOKEN, FakeGitHub, fake_github
 from tests.mariadb import MariaDB
+from tests.support.tools import require_tool
 
 
 @pytest.fixture(scope="session")
@@ -89,15 +89,6 @@ def admin(db) -> User:
 @pytest.fixture
 def outsider(db) -> User:
     return make_user("outsider", None)
-
-
-def require_tool(ready: bool, what: str) -> None:
-    """A missing service fails on CI (make test installs it) and skips elsewhere."""
-    if ready:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} is missing on CI: `make test` should have installed it")
-    pytest.skip(f"{what} is not installed (make test installs it)")
 
 
 @pytest.fixture(scope="session")
@@ -176,15 +167,9 @@ _namespaces = itertools.count(1)
 def kubernetes_runtime(settings, kube_cluster: kube.Cluster) -> Iterator[str]:
     """The kubernetes runtime on the test cluster, in a namespace of this test's own."""
     namespace = f"previews-t{next(_namespaces)}"
-    settings.PORTAL_RUNTIME = "kubernetes"
-    settings.PORTAL_KUBECONFIG = str(kube_cluster.kubeconfig)
-    settings.PORTAL_KUBE_CONTEXT = ""
-    settings.PORTAL_K8S_NAMESPACE = namespace
-    settings.PORTAL_K8S_NAMESPACE_MODE = "shared"
-    settings.PORTAL_READY_TIMEOUT = 30
+    kube.use_cluster(settings, kube_cluster.kubeconfig, namespace)
     # No container really runs on kwok's node: one smoke attempt shows that soon enough.
     settings.PORTAL_SMOKE_ATTEMPTS = 1
-    settings.PORTAL_SMOKE_IMAGE = kube.SMOKE_IMAGE
     yield namespace
     kube.delete_namespace(kube_cluster.client(), namespace)  # frees the node for later tests
 

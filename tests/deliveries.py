@@ -12,9 +12,9 @@ from typing import Any
 from django.http import HttpResponse
 from django.test import Client
 
-from tests.conftest import require_tool
 from tests.fake_github import SECRET
 from tests.live import ROOT
+from tests.support.tools import require_tool
 
 REPOSITORY = "preview-portal/demo"  # environments.demo.register's github_repository
 

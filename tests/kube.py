@@ -96,3 +96,15 @@ class RealNode(Cluster):
         """The demo's image of `checkout`, built with its Dockerfile, as the node pulls it."""
         self._script("push-demo", str(checkout), tag, timeout=600)
         return f"{self.env()['PORTAL_DEMO_IMAGE']}:{tag}"
+
+
+def use_cluster(settings: Any, kubeconfig: Path, namespace: str, mode: str = "shared",
+                ready_timeout: float = 30, smoke_image: str = SMOKE_IMAGE) -> None:
+    """The kubernetes runtime on the cluster of `kubeconfig`, in `namespace`."""
+    settings.PORTAL_RUNTIME = "kubernetes"
+    settings.PORTAL_KUBECONFIG = str(kubeconfig)
+    settings.PORTAL_KUBE_CONTEXT = ""
+    settings.PORTAL_K8S_NAMESPACE = namespace
+    settings.PORTAL_K8S_NAMESPACE_MODE = mode
+    settings.PORTAL_READY_TIMEOUT = ready_timeout
+    settings.PORTAL_SMOKE_IMAGE = smoke_image

@@ -20,7 +20,8 @@ from environments.backends import get
 from environments.backends.runtime.manifests import RUNTIME_ROLE
 from environments.models import EnvironmentStatus, Interface, StepStatus
 from tests import kube
-from tests.conftest import launch, require_tool
+from tests.conftest import launch
+from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.django_db(transaction=True)
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
@@ -117,14 +118,8 @@ def rbac_of(admin_api: DynamicClient) -> Iterator[Callable[[str], None]]:
 
 
 def run_as_the_service_account(settings: Any, kubeconfig: Path, mode: str) -> None:
-    settings.PORTAL_RUNTIME = "kubernetes"
-    settings.PORTAL_KUBECONFIG = str(kubeconfig)
-    settings.PORTAL_KUBE_CONTEXT = ""
-    settings.PORTAL_K8S_NAMESPACE = PREVIEWS_NAMESPACE
-    settings.PORTAL_K8S_NAMESPACE_MODE = mode
-    settings.PORTAL_READY_TIMEOUT = 30
+    kube.use_cluster(settings, kubeconfig, PREVIEWS_NAMESPACE, mode)
     settings.PORTAL_SMOKE_ATTEMPTS = 1  # kwok runs no container: the app never answers
-    settings.PORTAL_SMOKE_IMAGE = kube.SMOKE_IMAGE
 
 
 def deploy_and_tear_down(demo_project: Any, developer: Any) -> Any:

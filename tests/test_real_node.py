@@ -4,7 +4,6 @@ Jobs that reach the components by their Service names, the DB pool is a MariaDB 
 (scripts/k8s-cluster start --real, once per session)."""
 
 import itertools
-import os
 import subprocess
 import time
 import urllib.request
@@ -20,24 +19,17 @@ from environments.backends.runtime.kubernetes import KubernetesRuntime
 from environments.models import Environment, EnvironmentStatus, Interface, Project
 from tests import kube
 from tests.commits import commit_on
+from tests.support.tools import require_tool
 
 pytestmark = [pytest.mark.real_node, pytest.mark.django_db(transaction=True)]
 OURS = "app.kubernetes.io/managed-by=preview-portal"
 _namespaces = itertools.count(1)
 
 
-def require_node(lacking: str) -> None:
-    """A missing piece fails on CI (`make test` builds the node) and skips elsewhere."""
-    if not lacking:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"the real test node is missing on CI: {lacking}")
-    pytest.skip(f"the real test node is not built (scripts/k8s-cluster build --real): {lacking}")
-
-
 @pytest.fixture(scope="session")
 def real_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kube.RealNode]:
-    require_node(kube.missing_real_node())
+    lacking = kube.missing_real_node()
+    require_tool(not lacking, f"the real test node (scripts/k8s-cluster build --real: {lacking})")
     node = kube.RealNode(tmp_path_factory.mktemp("node"))
     node.start()
     yield node
@@ -49,13 +41,8 @@ def on_the_node(settings, real_node: kube.RealNode) -> Iterator[str]:
     """The kubernetes runtime and the mysql pool of the real node, in a namespace of its own."""
     number = next(_namespaces)
     namespace, env = f"previews-r{number}", real_node.env()
-    settings.PORTAL_RUNTIME = "kubernetes"
-    settings.PORTAL_KUBECONFIG = str(real_node.kubeconfig)
-    settings.PORTAL_KUBE_CONTEXT = ""
-    settings.PORTAL_K8S_NAMESPACE = namespace
-    settings.PORTAL_K8S_NAMESPACE_MODE = "shared"
-    settings.PORTAL_READY_TIMEOUT = 120
-    settings.PORTAL_SMOKE_IMAGE = env["PORTAL_SMOKE_IMAGE"]
+    kube.use_cluster(settings, real_node.kubeconfig, namespace, ready_timeout=120,
+                     smoke_image=env["PORTAL_SMOKE_IMAGE"])
     settings.PORTAL_DB_POOL = "mysql"
     settings.PORTAL_POOL_MYSQL_URL = env["PORTAL_POOL_MYSQL_URL"]
     settings.PORTAL_POOL_PREFIX = f"r{number}_"

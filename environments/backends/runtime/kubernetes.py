@@ -285,16 +285,11 @@ class KubernetesRuntime(Runtime):
         pods = self._list("Pod", namespace, self.selector(env_key, component))
         if not pods:
             return ""
-        newest = max(pods, key=lambda pod: pod["metadata"]["creationTimestamp"])
+        newest = _newest(pods)
         containers = [c["name"] for c in newest["spec"]["containers"]]
         container = component if component in containers else containers[0]
-        return self._call(
-            f"read the logs of pod {newest['metadata']['name']}",
-            lambda: self.core.read_namespaced_pod_log(
-                newest["metadata"]["name"], namespace, container=container, tail_lines=lines,
-                limit_bytes=LOG_BYTES, _request_timeout=REQUEST_TIMEOUT,
-            ),
-        )
+        return self._pod_log(namespace, newest["metadata"]["name"], container,
+                             tail_lines=lines, limit_bytes=LOG_BYTES)
 
     def component_states(self, env_key: str) -> dict[str, str]:
         namespace = self.placement(env_key).namespace
@@ -410,13 +405,9 @@ class KubernetesRuntime(Runtime):
         pods = self._job_pods(namespace, name)
         if not pods:
             return ""
-        pod = max(pods, key=lambda p: p["metadata"]["creationTimestamp"])["metadata"]["name"]
         try:
-            return self._call(
-                f"read the log of smoke pod {pod}",
-                lambda: self.core.read_namespaced_pod_log(
-                    pod, namespace, container="smoke", limit_bytes=SUITE_LOG_BYTES,
-                    _request_timeout=REQUEST_TIMEOUT))
+            return self._pod_log(namespace, _newest(pods)["metadata"]["name"], "smoke",
+                                 limit_bytes=SUITE_LOG_BYTES)
         except BackendError as exc:
             return str(exc)  # what the attempt then reports, as it printed nothing readable
 
@@ -479,13 +470,17 @@ class KubernetesRuntime(Runtime):
     def _last_lines(self, namespace: str, pod: str, container: str) -> str:
         """What the crashed container said last (its previous run's log)."""
         try:
-            return self._call(
-                f"read the log of pod {pod}",
-                lambda: self.core.read_namespaced_pod_log(
-                    pod, namespace, container=container, previous=True, tail_lines=20,
-                    limit_bytes=LOG_BYTES, _request_timeout=REQUEST_TIMEOUT))
+            return self._pod_log(namespace, pod, container, previous=True, tail_lines=20,
+                                 limit_bytes=LOG_BYTES)
         except BackendError as exc:
             return f"(its log could not be read: {exc})"
+
+    def _pod_log(self, namespace: str, pod: str, container: str, **limits: Any) -> str:
+        """One container's log, as much of it as `limits` (tail_lines, limit_bytes) let through."""
+        return self._call(
+            f"read the log of pod {pod}",
+            lambda: self.core.read_namespaced_pod_log(
+                pod, namespace, container=container, _request_timeout=REQUEST_TIMEOUT, **limits))
 
     @staticmethod
     def _rollout_progress(deployment: Manifest) -> str | None:
@@ -586,6 +581,10 @@ class KubernetesRuntime(Runtime):
             for item in self._list(kind, namespace, MANAGED):
                 yield item["metadata"]["labels"].get(key_label, ""), \
                     f"{kind} {namespace}/{item['metadata']['name']}"
+
+
+def _newest(pods: list[Manifest]) -> Manifest:
+    return max(pods, key=lambda pod: pod["metadata"]["creationTimestamp"])
 
 
 def _condition(pod: Manifest, kind: str) -> str | None:
