@@ -137,6 +137,8 @@ class QaState(models.TextChoices):
 
 
 QA_NOTE_CHARS = 2000
+# GitHub's own limit on a pull request's title.
+PULL_REQUEST_TITLE_CHARS = 256
 # QA signed off the commit now deployed: a sign-off of an earlier commit no longer holds.
 QA_CURRENT = Q(qa_commit=F("commit")) & ~Q(qa_state="")
 
@@ -166,6 +168,10 @@ class Environment(models.Model):
     branch = models.CharField(max_length=255)
     commit = models.CharField(max_length=40, blank=True)
     pull_request = models.PositiveIntegerField(null=True, blank=True)
+    pull_request_title = models.CharField(
+        max_length=PULL_REQUEST_TITLE_CHARS, blank=True,
+        help_text="As the last pull_request delivery gave it.",
+    )
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
@@ -511,6 +517,12 @@ class ApiToken(models.Model):
     prefix = models.CharField(max_length=12)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="Refused from then on; empty: never expires."
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
@@ -518,6 +530,37 @@ class ApiToken(models.Model):
     @staticmethod
     def digest_of(token: str) -> str:
         return hashlib.sha256(token.encode()).hexdigest()
+
+
+class SsoIdentity(models.Model):
+    """The person an OpenID Connect provider vouches for (issuer + subject, never an e-mail
+    address a provider may let people change), and where their roles came from: at every
+    sign-in the portal's role groups are set to what their provider groups map to."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso_identity"
+    )
+    issuer = models.CharField(max_length=300)
+    subject = models.CharField(max_length=255)
+    groups = models.JSONField(
+        default=list, blank=True, help_text="The provider's groups at the last sign-in."
+    )
+    roles = models.JSONField(
+        default=dict, blank=True,
+        help_text='{role: [provider groups granting it]} at the last sign-in, through '
+                  "PORTAL_OIDC_ROLE_MAP.",
+    )
+    synced_at = models.DateTimeField(help_text="The last sign-in, when the roles were set.")
+
+    class Meta:
+        verbose_name = "single sign-on identity"
+        verbose_name_plural = "single sign-on identities"
+        constraints = [
+            models.UniqueConstraint(fields=["issuer", "subject"], name="one_user_per_subject")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.subject} at {self.issuer})"
 
 
 class WebhookDelivery(models.Model):
