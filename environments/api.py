@@ -208,6 +208,7 @@ class EnvironmentOut(Schema):
     branch: str
     commit: str
     pull_request: int | None
+    pull_request_title: str
     status: EnvironmentStatus
     status_detail: str
     urls: dict[str, str]
@@ -324,7 +325,8 @@ def environment_json(environment: Environment, slot: str | None, queue_position:
     return {
         "id": environment.pk, "project": environment.project.name,
         "branch": environment.branch, "commit": environment.commit,
-        "pull_request": environment.pull_request, "status": environment.status,
+        "pull_request": environment.pull_request,
+        "pull_request_title": environment.pull_request_title, "status": environment.status,
         "status_detail": environment.status_detail, "urls": environment.urls,
         # public(): the slot, database name and host only, never the password or a DSN.
         "database": get("pool").connection(slot).public() if slot else None,

@@ -20,6 +20,7 @@ from django.utils import timezone
 from environments import git, github_status, naming, roles
 from environments.backends import BackendError, get
 from environments.models import (
+    PULL_REQUEST_TITLE_CHARS,
     QA_NOTE_CHARS,
     STEPS_BY_KIND,
     AuditEvent,
@@ -212,6 +213,7 @@ def launch_target(project: Project, target: Target, *, actor: User, interface: s
         with transaction.atomic():
             environment = Environment.objects.create(
                 project=project, branch=branch, commit=commit, pull_request=pull_request,
+                pull_request_title=_known_title(project, pull_request),
                 owner=actor if actor is not None and actor.is_authenticated else None,
                 env_key=key, status=EnvironmentStatus.QUEUED,
                 queued_at=now, expires_at=now + ttl_for(project),
@@ -228,6 +230,23 @@ def launch_target(project: Project, target: Target, *, actor: User, interface: s
                  approved_by=approved_by)
         return existing
     return environment
+
+
+def title_pull_request(projects: list[Project], number: int, title: str) -> list[int]:
+    """Keep the pull request's title on its live environments; their ids."""
+    titled = Environment.objects.active().filter(project__in=projects, pull_request=number)
+    ids = list(titled.values_list("pk", flat=True))
+    titled.update(pull_request_title=title[:PULL_REQUEST_TITLE_CHARS])
+    return ids
+
+
+def _known_title(project: Project, pull_request: int | None) -> str:
+    """The title an earlier environment of the pull request had: one launched again after a
+    teardown gets no new delivery to read it from."""
+    if pull_request is None:
+        return ""
+    return Environment.objects.filter(project=project, pull_request=pull_request).order_by(
+        "-id").values_list("pull_request_title", flat=True).first() or ""
 
 
 def name_clash(key: str) -> Refused | None:

@@ -78,6 +78,7 @@ class PullRequest:
     sha: str
     draft: bool
     from_fork: bool
+    title: str
 
 
 @dataclass(frozen=True)
@@ -261,6 +262,8 @@ def _prepare_pull_request(pull_request: PullRequest, trust: Trust) -> Prepared:
     if action == "closed":
         return Prepared(lambda delivery: _accepted(
             [_close(project, pull_request) for project in trusted]))
+    if action == "edited":
+        return Prepared(lambda delivery: _retitled(trusted, pull_request))
     if action not in DEPLOY_ACTIONS:
         return Prepared(lambda delivery: (
             200, {"status": "ignored", "detail": f"pull_request {action} is not used"}))
@@ -281,6 +284,11 @@ def _prepare_pull_request(pull_request: PullRequest, trust: Trust) -> Prepared:
 
     return Prepared(apply, _reply_on(pull_request.repository, pull_request.number)
                     if held else None)
+
+
+def _retitled(projects: list[Project], pull_request: PullRequest) -> Outcome:
+    titled = services.title_pull_request(projects, pull_request.number, pull_request.title)
+    return 200, {"status": "accepted" if titled else "ignored", "environments": titled}
 
 
 def _accepted(results: list[dict[str, Any]]) -> Outcome:
@@ -369,6 +377,7 @@ def _deploy(project: Project, pull_request: PullRequest,
         project, plan, actor=None, interface=Interface.WEBHOOK,
         pull_request=pull_request.number, after_teardown=True,
     )
+    services.title_pull_request([project], pull_request.number, pull_request.title)
     return {"project": project.name, "environment": environment.pk}
 
 
@@ -568,6 +577,7 @@ def _pull_request(payload: dict[str, Any]) -> PullRequest:
         repository=repository, number=number, action=_text(payload, "action"), branch=branch,
         sha=_text(payload, "pull_request", "head", "sha"),
         draft=_field(payload, "pull_request", "draft") is True, from_fork=from_fork,
+        title=_text(payload, "pull_request", "title", required=False),
     )
 
 
