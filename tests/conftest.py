@@ -19,6 +19,14 @@ from tests.mariadb import MariaDB
 from tests.support.tools import require_tool
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under xdist (`--dist loadgroup`) the real node's tests share one worker: a machine has
+    one real node (its containerd, kubelet and iptables rules are the host's)."""
+    for item in items:
+        if item.get_closest_marker("real_node"):
+            item.add_marker(pytest.mark.xdist_group("real_node"))
+
+
 @pytest.fixture(scope="session")
 def demo_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return demo.build_repository(tmp_path_factory.mktemp("demo") / "repo")
