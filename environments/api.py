@@ -29,6 +29,7 @@ from environments.models import (
     SlotState,
     SmokeAttempt,
 )
+from environments.refused import Refused
 
 # A typo in PUT /pool must not create thousands of databases.
 MAX_POOL_SIZE = 500
@@ -101,8 +102,8 @@ def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
     return _error(request, 404, str(exc) or "not found")
 
 
-@api.exception_handler(services.Refused)
-def _refused(request: HttpRequest, exc: services.Refused) -> HttpResponse:
+@api.exception_handler(Refused)
+def _refused(request: HttpRequest, exc: Refused) -> HttpResponse:
     return _error(request, exc.status, exc.message, exc.detail or None)
 
 
@@ -383,12 +384,12 @@ def pool_json() -> dict[str, Any]:
 def _project(name: str) -> Project:
     project = Project.objects.filter(name=name).first()
     if project is None:
-        raise services.Refused(f"no project {name!r}", 404, {"project": name})
+        raise Refused(f"no project {name!r}", 404, {"project": name})
     return project
 
 
-def _missing(environment_id: int) -> services.Refused:
-    return services.Refused(f"no environment {environment_id}", 404, {"id": environment_id})
+def _missing(environment_id: int) -> Refused:
+    return Refused(f"no environment {environment_id}", 404, {"id": environment_id})
 
 
 def _environment(environment_id: int) -> Environment:
@@ -547,7 +548,7 @@ def resize_pool(request: HttpRequest, body: PoolSizeIn) -> dict[str, Any]:
 @api.api_operation(["GET", "POST", "PUT", "PATCH", "DELETE"], "/{path:rest}", auth=None,
                    include_in_schema=False)
 def unknown_endpoint(request: HttpRequest, rest: str) -> None:
-    raise services.Refused(
+    raise Refused(
         f"no API endpoint {request.method} {request.path} (paths have no trailing slash)", 404,
         {"docs": settings.PORTAL_BASE_URL + reverse("api-1:openapi-view")},
     )

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
-from environments import crypto
+from environments import audit, crypto, services
 from environments.backends import get
 from environments.backends.pool import DbInfo
 from environments.models import (
@@ -26,7 +26,7 @@ from environments.models import (
     RunStatus,
     SlotState,
 )
-from environments.services import Refused, audit, enqueue_run, enqueue_slot_reset
+from environments.refused import Refused
 
 
 def slot_name(number: int) -> str:
@@ -67,7 +67,7 @@ def resize_pool(size: int, *, actor: User, interface: str) -> dict[str, int]:
     else:
         added, retired = 0, _shrink(active - size, size)
     _drop_retired()
-    audit(actor, interface, "resize_pool", size=size, added=added, retired=retired)
+    audit.record(actor, interface, "resize_pool", size=size, added=added, retired=retired)
     return {"size": active_slots().count(), "added": added, "retired": retired}
 
 
@@ -153,7 +153,7 @@ def release_slot(environment: Environment) -> DbSlot | None:
         state=SlotState.RESETTING, environment=None, leased_at=None,
         resetting_since=timezone.now(),
     ):
-        enqueue_slot_reset(slot.pk)
+        services.enqueue_slot_reset(slot.pk)
     return slot
 
 
@@ -164,7 +164,7 @@ def ask_reset_again(slot: DbSlot) -> None:
                              resetting_since=slot.resetting_since).update(
         resetting_since=timezone.now()
     ):
-        enqueue_slot_reset(slot.pk)
+        services.enqueue_slot_reset(slot.pk)
 
 
 def finish_slot_reset(slot: DbSlot, secret: str = "", error: str = "") -> None:
@@ -183,14 +183,14 @@ def finish_slot_reset(slot: DbSlot, secret: str = "", error: str = "") -> None:
 def retry_failed_resets() -> int:
     stuck = DbSlot.objects.filter(state=SlotState.RESETTING).exclude(error="")
     for slot in stuck:
-        enqueue_slot_reset(slot.pk)
+        services.enqueue_slot_reset(slot.pk)
     return len(stuck)
 
 
 def wake_queued() -> None:
     """Hand freed slots to the oldest queued environments."""
     for run in runs_to_wake():
-        enqueue_run(run.pk)
+        services.enqueue_run(run.pk)
 
 
 def runs_to_wake() -> list[Run]:

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from environments import dbpool, git, github_status, naming, redact, services
+from environments import dbpool, git, github_status, lifecycle, naming, redact, services
 from environments.backends import BackendError, get
 from environments.backends.notify import Notice
 from environments.backends.runtime import ComponentSpec, Target
@@ -30,6 +30,7 @@ from environments.models import (
     SmokeAttempt,
     StepStatus,
 )
+from environments.refused import Refused
 from environments.smoke import runner
 
 logger = logging.getLogger("preview_portal.pipeline")
@@ -137,7 +138,7 @@ def lease_db(ctx: Context) -> None:
     seed_path = ctx.environment.project.seed_sql
     if seed_path and not slot.seeded:
         _seed(ctx, slot, database.password, seed_path)
-    services.set_status(ctx.environment, EnvironmentStatus.PROVISIONING)
+    lifecycle.start_provisioning(ctx.environment)
 
 
 def _seed(ctx: Context, slot: DbSlot, secret: str, path: str) -> None:
@@ -179,7 +180,7 @@ def apply(ctx: Context) -> None:
 def rollout(ctx: Context) -> None:
     urls = get("runtime").wait_ready(ctx.target, ctx.log, settings.PORTAL_READY_TIMEOUT)
     ctx.log("ready: " + ", ".join(f"{name} {url}" for name, url in urls.items()))
-    services.set_status(ctx.environment, EnvironmentStatus.VERIFYING, urls=urls)
+    lifecycle.start_verifying(ctx.environment, urls)
 
 
 def dns(ctx: Context) -> None:
@@ -209,7 +210,7 @@ def _back_off(ctx: Context, number: int) -> None:
     delay = min(settings.PORTAL_SMOKE_BACKOFF * 2 ** (number - 2), MAX_BACKOFF_SECONDS)
     ctx.log(f"waiting {delay:g} s before attempt {number}")
     time.sleep(delay)
-    if not services.keep_claim(ctx.run, ctx.run.claimed_by):
+    if not lifecycle.keep_claim(ctx.run, ctx.run.claimed_by):
         raise LostClaim(f"run {ctx.run.pk} was taken over by another worker")
 
 
@@ -245,14 +246,14 @@ def report(ctx: Context) -> None:
     ctx.log(f"environment is {ending.status}" + (f" ({ending.detail})" if ending.detail else ""))
 
 
-def ending_of(run: Run) -> services.Ending:
+def ending_of(run: Run) -> lifecycle.Ending:
     """Where a run that got through its steps leaves its environment."""
     if run.kind == RunKind.TEARDOWN:
-        return services.Ending(EnvironmentStatus.TORN_DOWN, fields={"urls": {}})
+        return lifecycle.Ending(EnvironmentStatus.TORN_DOWN, fields={"urls": {}})
     last = run.smoke_attempts.order_by("-number").first()
     if last is None or last.ok:
-        return services.Ending(EnvironmentStatus.READY, fields={"ready_at": timezone.now()})
-    return services.Ending(EnvironmentStatus.DEGRADED, _why(last))
+        return lifecycle.Ending(EnvironmentStatus.READY, fields={"ready_at": timezone.now()})
+    return lifecycle.Ending(EnvironmentStatus.DEGRADED, _why(last))
 
 
 def expiry_notice(environment: Environment) -> Notice:
@@ -283,7 +284,7 @@ def notify(ctx: Context) -> None:
     _send_notice(ctx, finished=True, ending=ending_of(ctx.run))
 
 
-def notice_for(run: Run, finished: bool, ending: services.Ending | None = None) -> Notice:
+def notice_for(run: Run, finished: bool, ending: lifecycle.Ending | None = None) -> Notice:
     """`ending`: the status the run is about to leave, told before the environment shows it."""
     environment = Environment.objects.select_related("project").get(pk=run.environment_id)
     if ending is not None:
@@ -300,7 +301,7 @@ def notice_for(run: Run, finished: bool, ending: services.Ending | None = None) 
     )
 
 
-def _send_notice(ctx: Context, finished: bool, ending: services.Ending | None = None) -> None:
+def _send_notice(ctx: Context, finished: bool, ending: lifecycle.Ending | None = None) -> None:
     """Post the run's message, or update it in place; never fails the run."""
     try:
         ref = get("notify").send(notice_for(ctx.run, finished, ending), ctx.run.notify_ref)
@@ -331,7 +332,7 @@ def launch_asked_during_teardown(run: Run) -> None:
     environment = Environment.objects.select_related("project").get(pk=run.environment_id)
     try:
         again = services.launch_asked_during_teardown(environment)
-    except services.Refused as exc:
+    except Refused as exc:
         _log_on_run(run, f"the launch asked for during the teardown was refused: {exc}")
         return
     if again:
@@ -372,16 +373,16 @@ def _execute_steps(run: Run, worker: str) -> None:
         if step.status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED):
             continue
         if Run.objects.filter(pk=run.pk, cancel_requested=True).exists():
-            services.finish_run(run, RunStatus.CANCELLED, "cancelled by a teardown")
+            lifecycle.finish_run(run, RunStatus.CANCELLED, "cancelled by a teardown")
             return
-        if not services.keep_claim(run, worker):
+        if not lifecycle.keep_claim(run, worker):
             raise LostClaim(f"run {run.pk} was taken over by another worker")
         if not announced:
             _send_notice(Context(run=run, step=step), finished=False)
             announced = True
         if not _run_step(run, step):
             return
-    services.finish_run(run, RunStatus.SUCCEEDED, ending=ending_of(run))
+    lifecycle.finish_run(run, RunStatus.SUCCEEDED, ending=ending_of(run))
     if run.kind == RunKind.TEARDOWN:
         launch_asked_during_teardown(run)
 
@@ -397,7 +398,7 @@ def _run_step(run: Run, step: RunStep) -> bool:
         RunStep.objects.filter(pk=step.pk).update(status=StepStatus.PENDING)
         position = dbpool.queue_position(run.environment)
         ctx.log(f"no DB slot is free: queued (position {position})")
-        services.park_run(run)
+        lifecycle.park_run(run)
         return False
     except LostClaim:
         raise  # the run is another worker's now: nothing of it is ours to mark
@@ -420,10 +421,10 @@ def _fail(ctx: Context, exc: Exception) -> None:
         status=StepStatus.FAILED, finished_at=timezone.now()
     )
     teardown = ctx.run.kind == RunKind.TEARDOWN  # anything short of torn down can be retried
-    ending = services.Ending(EnvironmentStatus.FAILED,
+    ending = lifecycle.Ending(EnvironmentStatus.FAILED,
                              f"teardown: {message}" if teardown else message)
     _send_notice(ctx, finished=True, ending=ending)
-    services.finish_run(ctx.run, RunStatus.FAILED, message, ending=ending)
+    lifecycle.finish_run(ctx.run, RunStatus.FAILED, message, ending=ending)
 
 
 def _redacted(environment: Environment, text: str) -> str:

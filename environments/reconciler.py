@@ -18,7 +18,8 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from environments import dbpool, services
+from environments import audit, dbpool, services
+from environments.audit import User
 from environments.backends import BackendError, get
 from environments.models import (
     RUN_OPEN,
@@ -30,6 +31,7 @@ from environments.models import (
     RunStatus,
     SlotState,
 )
+from environments.refused import Refused
 
 logger = logging.getLogger("preview_portal.reconciler")
 Log = Callable[[str], None]
@@ -61,7 +63,7 @@ class Finding:
                 "detail": self.detail}
 
 
-def run_pass(*, dry_run: bool, actor: services.User, interface: str,
+def run_pass(*, dry_run: bool, actor: User, interface: str,
              log: Log = logger.info) -> ReconcilePass:
     """Find everything, fix it unless `dry_run`, and record the pass."""
     started = timezone.now()
@@ -85,15 +87,15 @@ def run_pass(*, dry_run: bool, actor: services.User, interface: str,
     )
 
 
-def _fix(finding: Finding, fix: Callable[[], object], actor: services.User,
+def _fix(finding: Finding, fix: Callable[[], object], actor: User,
          interface: str) -> None:
     try:
         fix()
     except BackendError as exc:
         finding.action = f"failed: {exc}"
         return
-    services.audit(actor, interface, "reconcile", finding.environment, kind=finding.kind,
-                   subject=finding.subject, fix=finding.action, detail=finding.detail)
+    audit.record(actor, interface, "reconcile", finding.environment, kind=finding.kind,
+                 subject=finding.subject, fix=finding.action, detail=finding.detail)
 
 
 # The kinds of finding.
@@ -201,7 +203,7 @@ def find_lost_relaunches(now: datetime) -> list[Finding]:
 def _relaunch(environment: Environment) -> None:
     try:
         services.launch_asked_during_teardown(environment)
-    except services.Refused as exc:  # e.g. the branch is gone: it is not asked for any more
+    except Refused as exc:  # e.g. the branch is gone: it is not asked for any more
         raise BackendError(f"the launch was refused: {exc}") from exc
 
 

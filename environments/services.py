@@ -1,29 +1,25 @@
-"""State changes. Views, the API, commands and webhooks change environments only through here."""
+"""What users ask for: views, the API, commands and webhooks change environments only through
+here. How a run then moves its environment on is lifecycle.py's."""
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
-from environments import git, github_status, naming, roles
+from environments import audit, git, github_status, lifecycle, naming, roles
+from environments.audit import User
 from environments.backends import BackendError, get
 from environments.models import (
     PULL_REQUEST_TITLE_CHARS,
     QA_NOTE_CHARS,
     STEPS_BY_KIND,
-    AuditEvent,
     Environment,
     EnvironmentStatus,
     Interface,
@@ -35,46 +31,10 @@ from environments.models import (
     RunStep,
     UserQuota,
 )
+from environments.refused import Refused
 
 logger = logging.getLogger("preview_portal")
-User = AbstractBaseUser | AnonymousUser | None
 _SHA = re.compile(r"[0-9a-f]{40}")
-
-
-@dataclass
-class Refused(Exception):
-    """A request the portal will not carry out; nothing was changed. `status` is the HTTP code."""
-
-    message: str
-    status: int = 400
-    detail: dict[str, Any] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return self.message
-
-
-# Whom an action without a portal user is recorded as: the portal itself, or whoever a webhook
-# acts for.
-_ACTING_FOR: ContextVar[str] = ContextVar("acting_for", default="system")
-
-
-@contextmanager
-def acting_for(name: str) -> Iterator[None]:
-    """Audit what is done inside, with no portal user, as done by `name`."""
-    token = _ACTING_FOR.set(name)
-    try:
-        yield
-    finally:
-        _ACTING_FOR.reset(token)
-
-
-def audit(actor: User, interface: str, action: str, environment: Environment | None = None,
-          **detail: Any) -> None:
-    user = actor if actor is not None and actor.is_authenticated else None
-    AuditEvent.objects.create(
-        actor=user, actor_name=user.get_username() if user else _ACTING_FOR.get(),
-        interface=interface, action=action, environment=environment, detail=detail,
-    )
 
 
 def enqueue_run(run_id: int) -> None:
@@ -219,8 +179,8 @@ def launch_target(project: Project, target: Target, *, actor: User, interface: s
                 queued_at=now, expires_at=now + ttl_for(project),
             )
             _create_run(environment, RunKind.DEPLOY, actor, commit, approved_by)
-            audit(actor, interface, "launch", environment, branch=branch, commit=commit,
-                  **_approval(approved_by))
+            audit.record(actor, interface, "launch", environment, branch=branch, commit=commit,
+                         **_approval(approved_by))
     except IntegrityError:
         # Lost a race with an identical launch: that environment is the one to redeploy.
         existing = Environment.objects.active().filter(project=project, branch=branch).first()
@@ -272,7 +232,7 @@ def _relaunch_after_teardown(environment: Environment, commit: str, pull_request
         pk=environment.pk, status=EnvironmentStatus.TEARING_DOWN
     ).update(relaunch={"commit": commit, "pull_request": pull_request, "interface": interface})
     if asked:
-        audit(actor, interface, "launch_after_teardown", environment, commit=commit)
+        audit.record(actor, interface, "launch_after_teardown", environment, commit=commit)
     return bool(asked)
 
 
@@ -312,8 +272,8 @@ def redeploy(environment: Environment, *, actor: User, interface: str,
         Environment.objects.filter(pk=environment.pk).update(
             expires_at=timezone.now() + ttl_for(environment.project)
         )
-        audit(actor, interface, "redeploy", environment, commit=commit,
-              **_approval(approved_by))
+        audit.record(actor, interface, "redeploy", environment, commit=commit,
+                     **_approval(approved_by))
     return run
 
 
@@ -324,23 +284,16 @@ def _approval(approved_by: str) -> dict[str, str]:
 
 def teardown(environment: Environment, *, actor: User, interface: str) -> Run:
     _refuse_unless_may_change(environment, actor, "tear down")
-    if environment.status == EnvironmentStatus.TORN_DOWN:
-        raise Refused("the environment is already torn down", 409)
     with transaction.atomic():
-        open_runs = environment.runs.open()
-        open_runs.filter(status__in=(RunStatus.PENDING, RunStatus.WAITING)).exclude(
-            kind=RunKind.TEARDOWN
-        ).update(status=RunStatus.CANCELLED, finished_at=timezone.now())
-        open_runs.filter(status=RunStatus.RUNNING).exclude(kind=RunKind.TEARDOWN).update(
-            cancel_requested=True
-        )
+        try:
+            lifecycle.start_teardown(environment)
+        except lifecycle.IllegalMove as exc:  # torn down, maybe since `environment` was read
+            raise Refused("the environment is already torn down", 409) from exc
+        lifecycle.cancel_for_teardown(environment)
         run = environment.runs.open().filter(kind=RunKind.TEARDOWN).first()
         if run is None:
             run = _create_run(environment, RunKind.TEARDOWN, actor, environment.commit)
-        Environment.objects.filter(pk=environment.pk).update(
-            status=EnvironmentStatus.TEARING_DOWN, status_detail="", relaunch=None
-        )
-        audit(actor, interface, "teardown", environment)
+        audit.record(actor, interface, "teardown", environment)
     return run
 
 
@@ -416,15 +369,15 @@ def _push_expiry(environment: Environment, hours: float, actor: User, interface:
     expires = min(start + timedelta(hours=hours), cap)
     Environment.objects.filter(pk=environment.pk).update(expires_at=expires, warned_at=None)
     environment.expires_at = expires
-    audit(actor, interface, "extend", environment, hours=hours, expires_at=expires.isoformat(),
-          **detail)
+    audit.record(actor, interface, "extend", environment, hours=hours,
+                 expires_at=expires.isoformat(), **detail)
     return expires == cap
 
 
 def set_pinned(environment: Environment, pinned: bool, *, actor: User, interface: str) -> None:
     Environment.objects.filter(pk=environment.pk).update(pinned=pinned, warned_at=None)
     environment.pinned = pinned
-    audit(actor, interface, "pin" if pinned else "unpin", environment)
+    audit.record(actor, interface, "pin" if pinned else "unpin", environment)
 
 
 def expire(now: datetime) -> list[Environment]:
@@ -447,8 +400,8 @@ def expiring_soon(now: datetime) -> list[Environment]:
         if Environment.objects.filter(pk=environment.pk, warned_at__isnull=True).update(
             warned_at=now
         ):
-            audit(None, Interface.SYSTEM, "expiry_warning", environment,
-                  expires_at=environment.expires_at.isoformat())
+            audit.record(None, Interface.SYSTEM, "expiry_warning", environment,
+                         expires_at=environment.expires_at.isoformat())
     return found
 
 
@@ -462,7 +415,7 @@ def rerun_smoke(environment: Environment, *, actor: User, interface: str) -> Run
         run = environment.runs.open().filter(kind=RunKind.SMOKE).first()
         if run is None:
             run = _create_run(environment, RunKind.SMOKE, actor, environment.commit)
-        audit(actor, interface, "smoke", environment)
+        audit.record(actor, interface, "smoke", environment)
     return run
 
 
@@ -494,8 +447,8 @@ def qa_signoff(environment: Environment, state: str, note: str, *, actor: User,
         # A deploy that moved the commit meanwhile wins: the verdict was on the old one.
         if not Environment.objects.filter(pk=environment.pk, commit=deployed).update(**fields):
             raise Refused("a new commit was deployed meanwhile: look again first", 409)
-        audit(actor, interface, "qa_signoff", environment, state=state, commit=deployed,
-              note=note)
+        audit.record(actor, interface, "qa_signoff", environment, state=state, commit=deployed,
+                     note=note)
     for name, value in fields.items():
         setattr(environment, name, value)
     problems: list[str] = []
@@ -521,115 +474,3 @@ def _create_run(environment: Environment, kind: str, actor: User, commit: str,
     )
     enqueue_run(run.pk)
     return run
-
-
-# Claims: a run delivered twice, or to two workers, runs once.
-
-def claim_run(run_id: int, worker: str) -> Run | None:
-    now = timezone.now()
-    with transaction.atomic():
-        run = Run.objects.filter(pk=run_id).select_related("environment").first()
-        if run is None:
-            return None
-        Environment.objects.select_for_update().filter(pk=run.environment_id).first()
-        ahead = Run.objects.open().filter(environment_id=run.environment_id).exclude(pk=run_id)
-        ahead = ahead.filter(Q(pk__lt=run_id) | Q(status=RunStatus.RUNNING))
-        if ahead.exclude(status=RunStatus.RUNNING, claim_expires_at__lt=now).exists():
-            return None  # Runs of one environment go one at a time, oldest first.
-        claimed = Run.objects.filter(
-            Q(status__in=(RunStatus.PENDING, RunStatus.WAITING))
-            | Q(status=RunStatus.RUNNING, claim_expires_at__lt=now),
-            pk=run_id,
-        ).update(
-            status=RunStatus.RUNNING, claimed_by=worker,
-            claim_expires_at=now + timedelta(seconds=settings.PORTAL_CLAIM_SECONDS),
-            started_at=run.started_at or now,
-        )
-    return Run.objects.select_related("environment__project").get(pk=run_id) if claimed else None
-
-
-def worker_id(host: str, pid: int, nonce: str) -> str:
-    return f"{host}:{pid}:{nonce}"
-
-
-def release_orphaned_claims(host: str, alive: Callable[[int], bool]) -> list[int]:
-    """Runs claimed by a worker of `host` whose process is gone (the portal was killed): nobody
-    renews their claim, and waiting for it to expire delays the resume by minutes. A claim from
-    another host, or from a process that may still be running, waits for its expiry as before.
-    Returns the released runs, to be queued again."""
-    released = []
-    running = Run.objects.filter(status=RunStatus.RUNNING, claimed_by__startswith=f"{host}:")
-    for pk, claimed_by in running.values_list("pk", "claimed_by"):
-        _, pid, _ = claimed_by.split(":", 2)
-        if pid.isdigit() and not alive(int(pid)) and Run.objects.filter(
-                pk=pk, status=RunStatus.RUNNING, claimed_by=claimed_by,
-        ).update(claim_expires_at=timezone.now() - timedelta(seconds=1)):
-            released.append(pk)
-    return released
-
-
-def keep_claim(run: Run, worker: str) -> bool:
-    """Extend the claim; False when another worker has taken the run over."""
-    return bool(
-        Run.objects.filter(pk=run.pk, claimed_by=worker, status=RunStatus.RUNNING).update(
-            claim_expires_at=timezone.now() + timedelta(seconds=settings.PORTAL_CLAIM_SECONDS)
-        )
-    )
-
-
-@dataclass(frozen=True)
-class Ending:
-    """Where a run leaves its environment: written with the run's end, in one transaction, so
-    nobody sees a ready or torn-down environment whose run is still open (or the reverse)."""
-
-    status: str
-    detail: str = ""
-    fields: dict[str, Any] = field(default_factory=dict)
-
-
-def finish_run(run: Run, status: str, error: str = "", ending: Ending | None = None) -> None:
-    with transaction.atomic():
-        ended = Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
-            status=status, error=error, finished_at=timezone.now(), claim_expires_at=None
-        )
-        if ended and ending is not None:
-            _end_environment(run, ending)
-    start_next_run(run.environment_id)
-
-
-def _end_environment(run: Run, ending: Ending) -> None:
-    environment = run.environment
-    if run.kind != RunKind.TEARDOWN:
-        set_status(environment, ending.status, ending.detail, **ending.fields)
-        return
-    # A teardown moves the environment on from tearing_down; one torn down stays so.
-    Environment.objects.filter(pk=environment.pk).exclude(
-        status=EnvironmentStatus.TORN_DOWN
-    ).update(status=ending.status, status_detail=ending.detail, updated_at=timezone.now(),
-             **ending.fields)
-
-
-def park_run(run: Run) -> None:
-    """The run waits for a DB slot; it is picked up again when one frees."""
-    Run.objects.filter(pk=run.pk).update(
-        status=RunStatus.WAITING, claimed_by="", claim_expires_at=None
-    )
-
-
-def start_next_run(environment_id: int) -> None:
-    following = Run.objects.filter(environment_id=environment_id, status=RunStatus.PENDING)
-    nxt = following.order_by("id").first()
-    if nxt:
-        enqueue_run(nxt.pk)
-
-
-def set_status(environment: Environment, status: str, detail: str = "", **fields: Any) -> None:
-    """Move the environment on, unless a teardown has taken it over meanwhile."""
-    changed = Environment.objects.filter(pk=environment.pk).exclude(
-        status__in=(EnvironmentStatus.TEARING_DOWN, EnvironmentStatus.TORN_DOWN)
-    ).update(status=status, status_detail=detail, updated_at=timezone.now(), **fields)
-    if changed:
-        environment.status = status
-        environment.status_detail = detail
-        for name, value in fields.items():
-            setattr(environment, name, value)

@@ -7,15 +7,15 @@ from contextlib import suppress
 
 from django.utils import timezone
 
-from environments import dbpool, github_status, pipeline, reconciler, services
+from environments import dbpool, github_status, lifecycle, pipeline, reconciler, services
 from environments.backends import BackendError, get
 from environments.models import DbSlot, Interface, SlotState
 from portal import logs
 
 
 def execute_run(run_id: int) -> None:
-    worker = services.worker_id(socket.gethostname(), os.getpid(), uuid.uuid4().hex[:8])
-    run = services.claim_run(run_id, worker)
+    worker = lifecycle.worker_id(socket.gethostname(), os.getpid(), uuid.uuid4().hex[:8])
+    run = lifecycle.claim_run(run_id, worker)
     if run is not None:
         with logs.context(environment=run.environment_id, run=run.pk):
             pipeline.execute(run, worker)
@@ -24,7 +24,7 @@ def execute_run(run_id: int) -> None:
 def resume_orphaned_runs(**signal: object) -> None:
     """As each worker starts: what killed workers of this machine left half-done goes on now,
     not when their claims expire."""
-    for run_id in services.release_orphaned_claims(socket.gethostname(), _alive):
+    for run_id in lifecycle.release_orphaned_claims(socket.gethostname(), _alive):
         services.enqueue_run(run_id)
 
 

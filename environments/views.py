@@ -43,6 +43,7 @@ from environments.models import (
     SmokeAttempt,
     StepStatus,
 )
+from environments.refused import Refused
 
 View = Callable[..., HttpResponse]
 FILTERS = ("project", "status", "branch", "owner", "smoke", "qa", "mine")
@@ -217,7 +218,7 @@ def launch(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         try:
             environment = _launch(request, chosen, branch)
-        except services.Refused as refused:
+        except Refused as refused:
             return _launch_form(request, projects, chosen, branch, refused)
         messages.success(request, f"Launching {environment}.")
         return redirect("environment", pk=environment.pk)
@@ -226,12 +227,12 @@ def launch(request: HttpRequest) -> HttpResponse:
 
 def _launch(request: HttpRequest, project: Project | None, branch: str) -> Environment:
     if project is None:
-        raise services.Refused("choose one of the projects", 404)
+        raise Refused("choose one of the projects", 404)
     return services.launch(project, branch, actor=request.user, interface=Interface.WEB)
 
 
 def _launch_form(request: HttpRequest, projects: list[Project], chosen: Project | None,
-                 branch: str, refused: services.Refused | None = None) -> HttpResponse:
+                 branch: str, refused: Refused | None = None) -> HttpResponse:
     chosen = chosen or (projects[0] if projects else None)
     context = {
         "projects": projects,
@@ -397,7 +398,7 @@ def _change(request: HttpRequest, pk: int, change: Callable[..., Any], done: str
     env = _environment_or_404(pk)
     try:
         change(env, actor=request.user, interface=Interface.WEB)
-    except services.Refused as refused:
+    except Refused as refused:
         messages.error(request, str(refused))
     else:
         messages.success(request, f"{done} {env}.")
@@ -456,7 +457,7 @@ def qa_signoff(request: HttpRequest, pk: int) -> HttpResponse:
             env, state, request.POST.get("note", "").strip(), actor=request.user,
             interface=Interface.WEB, commit=request.POST.get("commit") or None,
         )
-    except services.Refused as refused:
+    except Refused as refused:
         messages.error(request, str(refused))
     else:
         messages.success(request, f"QA: {QaState(state).label} for {env.commit[:7]} of {env}.")
@@ -503,7 +504,7 @@ def pool_resize(request: HttpRequest) -> HttpResponse:
     try:
         size = _requested_size(request)
         result = dbpool.resize_pool(size, actor=request.user, interface=Interface.WEB)
-    except services.Refused as refused:
+    except Refused as refused:
         messages.error(request, str(refused))
     except BackendError as exc:
         messages.error(request, f"the pool server refused: {exc}")
@@ -519,7 +520,7 @@ def _requested_size(request: HttpRequest) -> int:
     except ValueError:
         size = -1
     if not 0 <= size <= MAX_POOL_SIZE:
-        raise services.Refused(f"the pool size must be a whole number from 0 to {MAX_POOL_SIZE}")
+        raise Refused(f"the pool size must be a whole number from 0 to {MAX_POOL_SIZE}")
     return size
 
 

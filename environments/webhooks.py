@@ -35,10 +35,11 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from environments import crypto, github_status, services
+from environments import audit, crypto, github_status, services
 from environments.backends import BackendError
 from environments.backends.github import GitHub
 from environments.models import Environment, Interface, Project, RunKind, WebhookDelivery
+from environments.refused import Refused
 
 logger = logging.getLogger("preview_portal.webhooks")
 
@@ -103,12 +104,12 @@ class Prepared:
 def github(request: HttpRequest) -> JsonResponse:
     try:
         if request.method != "POST":
-            raise services.Refused("GitHub webhooks are POSTed", 405)
+            raise Refused("GitHub webhooks are POSTed", 405)
         trust = verify(request)
         event, delivery_id, payload = parse(request)
         digest = hashlib.sha256(request.body).hexdigest()
         return handle(event, delivery_id, digest, payload, trust)
-    except services.Refused as exc:
+    except Refused as exc:
         return JsonResponse({"error": exc.message, "detail": exc.detail or None},
                             status=exc.status)
 
@@ -118,13 +119,13 @@ def github(request: HttpRequest) -> JsonResponse:
 def verify(request: HttpRequest) -> Trust:
     signature = request.headers.get("X-Hub-Signature-256", "")
     if not signature:
-        raise services.Refused(
+        raise Refused(
             "the delivery is not signed (no X-Hub-Signature-256): give the GitHub webhook a "
             "secret", 401)
     portal_secret = settings.PORTAL_GITHUB_WEBHOOK_SECRET
     own = _project_secrets()
     if not portal_secret and not own:
-        raise services.Refused(
+        raise Refused(
             "the portal has no webhook secret: set PORTAL_GITHUB_WEBHOOK_SECRET or a "
             "project's webhook secret", 403)
     body = request.body
@@ -133,7 +134,7 @@ def verify(request: HttpRequest) -> Trust:
         projects=frozenset(pk for pk, secret in own if _signed(body, secret, signature)),
     )
     if not (trust.portal or trust.projects):
-        raise services.Refused(
+        raise Refused(
             "the signature does not match: the GitHub webhook's secret differs from the "
             "portal's (or the project's)", 401)
     return trust
@@ -162,19 +163,19 @@ def parse(request: HttpRequest) -> tuple[str, str, dict[str, Any]]:
     event = request.headers.get("X-GitHub-Event", "")
     delivery_id = request.headers.get("X-GitHub-Delivery", "")
     if not 0 < len(event) <= 50 or not 0 < len(delivery_id) <= 100:
-        raise services.Refused(
+        raise Refused(
             "X-GitHub-Event and X-GitHub-Delivery headers are required (GitHub sends an event "
             "name and a GUID)", 400)
     if request.content_type != "application/json":
-        raise services.Refused(
+        raise Refused(
             f"the body is {request.content_type or 'untyped'}: set the GitHub webhook's "
             "content type to application/json", 415)
     try:
         payload = json.loads(request.body)
     except ValueError as exc:
-        raise services.Refused("the body is not valid JSON", 400, {"reason": str(exc)}) from exc
+        raise Refused("the body is not valid JSON", 400, {"reason": str(exc)}) from exc
     if not isinstance(payload, dict):
-        raise services.Refused("the body is not a JSON object", 400)
+        raise Refused("the body is not a JSON object", 400)
     return event, delivery_id, payload
 
 
@@ -202,7 +203,7 @@ def handle(event: str, delivery_id: str, digest: str, payload: dict[str, Any],
         # them again, and a busy repository's deliveries would otherwise pile up forever.
         WebhookDelivery.objects.filter(received_at__lt=delivery.received_at - KEEP_DELIVERIES
                                        ).delete()
-        with services.acting_for(_sender(payload)):
+        with audit.acting_for(_sender(payload)):
             status, result = prepared.apply(delivery)
         WebhookDelivery.objects.filter(pk=delivery.pk).update(result=result)
     if prepared.reply is not None and "reply" in result:
@@ -394,11 +395,11 @@ def _close(project: Project, pull_request: PullRequest) -> dict[str, Any]:
 def _trusted_projects(repository: str, trust: Trust) -> list[Project]:
     projects = list(_projects(repository))
     if not projects:
-        raise services.Refused(f"no project has github_repository {repository!r}", 404,
+        raise Refused(f"no project has github_repository {repository!r}", 404,
                                {"repository": repository})
     trusted = [p for p in projects if trust.covers(p)]
     if not trusted:
-        raise services.Refused(
+        raise Refused(
             f"the delivery is not signed with the secret of {repository}'s project", 403,
             {"repository": repository})
     return trusted
@@ -418,7 +419,7 @@ def _prepare_comment(comment: PullRequestComment | None, trust: Trust) -> Prepar
     github = github_status.client()
     if github is None:
         command = github_status.EXTEND_COMMAND if extend else DEPLOY_COMMAND
-        raise services.Refused(
+        raise Refused(
             f"{command} needs PORTAL_GITHUB_TOKEN, to check the commenter's access and to "
             "reply", 503)
     apply = (_prepare_extend(comment, extend["amount"], trusted, github) if extend
@@ -474,7 +475,7 @@ def _pull_request_now(github: GitHub, comment: PullRequestComment) -> PullReques
     try:
         found = github.pull_request(comment.repository, comment.number)
     except BackendError as exc:
-        raise services.Refused(f"could not read pull request #{comment.number} of "
+        raise Refused(f"could not read pull request #{comment.number} of "
                                f"{comment.repository}: {exc}", 502) from exc
     if found.get("state") != "open":
         return None
@@ -488,7 +489,7 @@ def _approved_plan(project: Project, pull_request: PullRequest) -> services.Targ
     try:
         return services.check_pull_request_head(project, pull_request.branch, pull_request.sha,
                                                 approved=pull_request.from_fork)
-    except services.Refused as refused:
+    except Refused as refused:
         return str(refused)
 
 
@@ -507,7 +508,7 @@ def _deploy_approved(project: Project, pull_request: PullRequest, plan: services
             pull_request=pull_request.number, after_teardown=not fork,
             approved_by=login if fork else "",
         )
-    except services.Refused as refused:
+    except Refused as refused:
         return None, f"the {name} was not deployed: {refused}."
     if not fork:
         return environment.pk, f"the {name} is deploying {plan.commit[:12]}."
@@ -534,7 +535,7 @@ def _can_write(github: GitHub, comment: PullRequestComment) -> bool:
     try:
         return github.permission(comment.repository, comment.login) in WRITE_ACCESS
     except BackendError as exc:
-        raise services.Refused(f"could not check {comment.login}'s access to "
+        raise Refused(f"could not check {comment.login}'s access to "
                                f"{comment.repository}: {exc}", 502) from exc
 
 
@@ -542,7 +543,7 @@ def _extend_one(environment: Environment, hours: int, login: str) -> str:
     name = f"`{environment.project.name}` preview"
     try:
         capped = services.extend_for_github_user(environment, login=login, hours=hours)
-    except services.Refused as refused:
+    except Refused as refused:
         return f"the {name} was not extended: {refused}."
     cut = (f" (the most allowed: {github_status.hours_text(settings.PORTAL_ENV_MAX_TTL_HOURS)} "
            "from now)" if capped else "")
@@ -564,7 +565,7 @@ def _repository(payload: dict[str, Any]) -> str:
 def _pull_request(payload: dict[str, Any]) -> PullRequest:
     number = _field(payload, "number")
     if not isinstance(number, int) or isinstance(number, bool) or number < 1:
-        raise services.Refused("the payload has no pull request number", 400)
+        raise Refused("the payload has no pull request number", 400)
     repository = _text(payload, "repository", "full_name")
     head_repository = _field(payload, "pull_request", "head", "repo", "full_name")
     base_repository = _text(payload, "pull_request", "base", "repo", "full_name")
@@ -587,7 +588,7 @@ def _pull_request_comment(payload: dict[str, Any]) -> PullRequestComment | None:
         return None
     number = _field(payload, "issue", "number")
     if not isinstance(number, int) or isinstance(number, bool) or number < 1:
-        raise services.Refused("the payload has no issue number", 400)
+        raise Refused("the payload has no issue number", 400)
     body = _field(payload, "comment", "body")
     return PullRequestComment(
         repository=_text(payload, "repository", "full_name"), number=number,
@@ -608,5 +609,5 @@ def _text(payload: dict[str, Any], *path: str, required: bool = True) -> str:
     if isinstance(value, str) and value:
         return value
     if required:
-        raise services.Refused(f"the payload has no {'.'.join(path)}", 400)
+        raise Refused(f"the payload has no {'.'.join(path)}", 400)
     return ""

@@ -29,7 +29,7 @@ def die() -> None:
 def arm(args: argparse.Namespace) -> None:
     from django.conf import settings
 
-    from environments import pipeline, services
+    from environments import lifecycle, pipeline
     from environments.backends.runtime.kubernetes import KubernetesRuntime
     from environments.backends.runtime.local import LocalRuntime
 
@@ -37,7 +37,7 @@ def arm(args: argparse.Namespace) -> None:
         step = pipeline.STEP_FUNCTIONS[args.kill_before]
         pipeline.STEP_FUNCTIONS[args.kill_before] = lambda ctx: die() or step(ctx)
     if args.kill_after_last:
-        services.finish_run = lambda *a, **k: die()
+        lifecycle.finish_run = lambda *a, **k: die()
     if args.kill_mid_apply:
         # Local: one component runs, the other never starts. Kubernetes: some objects are
         # applied, the rest never are.

@@ -5,7 +5,7 @@ from django.contrib.auth.models import Group, Permission, User
 from django.test import Client
 from django.urls import reverse
 
-from environments import crypto, demo, roles, services, tokens
+from environments import audit, crypto, demo, roles, services, tokens
 from environments.models import (
     ApiToken,
     AuditEvent,
@@ -61,7 +61,7 @@ def test_api_tokens_and_slots_show_no_secret(staff_client, developer, pool_of):
 
 
 def test_audit_events_cannot_be_edited_or_deleted(staff_client, developer):
-    services.audit(developer, Interface.WEB, "launch")
+    audit.record(developer, Interface.WEB, "launch")
     event = AuditEvent.objects.get()
 
     staff_client.post(reverse("admin:environments_auditevent_change", args=[event.pk]),

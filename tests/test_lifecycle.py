@@ -19,6 +19,7 @@ from environments.models import (
     SlotState,
     UserQuota,
 )
+from environments.refused import Refused
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -146,7 +147,7 @@ def test_a_project_limit_applies_to_everyone(demo_project, pool_of, developer, a
     demo_project.save()
     launched(demo_project, "main", developer)
 
-    with pytest.raises(services.Refused) as refused:
+    with pytest.raises(Refused) as refused:
         services.launch(demo_project, "feature/checkout", actor=admin, interface=Interface.API)
 
     assert "project demo has 1 live environments, its limit is 1" in str(refused.value)
@@ -183,7 +184,7 @@ def test_a_key_kept_from_the_old_rule_that_a_launch_would_get_is_refused_naming_
     holder = legacy_holder_of_shop_main(demo_project)
     shop = Project.objects.create(name="shop", repository=demo_project.repository)
 
-    with pytest.raises(services.Refused) as refused:
+    with pytest.raises(Refused) as refused:
         services.launch(shop, "main", actor=developer, interface=Interface.API)
 
     assert refused.value.status == 409
@@ -197,7 +198,7 @@ def test_a_race_for_the_same_key_is_settled_by_the_database(demo_project, develo
     shop = Project.objects.create(name="shop", repository=demo_project.repository)
     real_check, checked = services.name_clash, []
 
-    def came_in_between(key: str) -> services.Refused | None:
+    def came_in_between(key: str) -> Refused | None:
         # The check before the insert saw nothing: the holder was launched in between.
         checked.append(key)
         if len(checked) == 1:
@@ -207,7 +208,7 @@ def test_a_race_for_the_same_key_is_settled_by_the_database(demo_project, develo
 
     monkeypatch.setattr(services, "name_clash", came_in_between)
 
-    with pytest.raises(services.Refused) as refused:
+    with pytest.raises(Refused) as refused:
         services.launch(shop, "main", actor=developer, interface=Interface.API)
 
     assert refused.value.status == 409 and len(checked) == 2

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from environments import services, tasks
+from environments import lifecycle, services, tasks
 from environments.models import Run, RunKind, RunStatus
 from tests.api_client import ready_environment
 
@@ -42,6 +42,6 @@ def test_runs_of_killed_workers_of_this_machine_are_queued_again_at_once(
     tasks.resume_orphaned_runs(sender="django_q", proc_name="Process-1")
 
     assert queued == [orphan.pk]
-    assert services.claim_run(orphan.pk, "new-worker") is not None
-    assert services.claim_run(alive.pk, "new-worker") is None  # its worker may still finish it
-    assert services.claim_run(elsewhere.pk, "new-worker") is None  # can't tell: wait for expiry
+    assert lifecycle.claim_run(orphan.pk, "new-worker") is not None
+    assert lifecycle.claim_run(alive.pk, "new-worker") is None  # its worker may still finish it
+    assert lifecycle.claim_run(elsewhere.pk, "new-worker") is None  # can't tell: wait for expiry

@@ -20,6 +20,7 @@ from environments.models import (
     SlotState,
     StepStatus,
 )
+from environments.refused import Refused
 from tests.commits import commit_on
 from tests.conftest import launch
 
@@ -193,9 +194,9 @@ def test_a_run_delivered_twice_runs_once(demo_project, pool_of, developer):
 def test_unknown_or_invalid_branch_is_refused_and_creates_nothing(demo_project, pool_of,
                                                                   developer):
     pool_of(1)
-    with pytest.raises(services.Refused) as missing:
+    with pytest.raises(Refused) as missing:
         services.launch(demo_project, "no/such-branch", actor=developer, interface="api")
-    with pytest.raises(services.Refused) as invalid:
+    with pytest.raises(Refused) as invalid:
         services.launch(demo_project, "bad..name", actor=developer, interface="api")
 
     assert missing.value.status == 404

@@ -20,6 +20,7 @@ from environments.models import (
     RunStatus,
     SlotState,
 )
+from environments.refused import Refused
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -123,7 +124,7 @@ def test_shrinking_below_the_leased_slots_changes_nothing(mysql_pool, demo_proje
         dbpool.lease_slot(environment)
     before = list(DbSlot.objects.values_list("name", "state"))
 
-    with pytest.raises(services.Refused) as refused:
+    with pytest.raises(Refused) as refused:
         dbpool.resize_pool(1, actor=None, interface=Interface.CLI)
 
     assert refused.value.status == 409

@@ -3,6 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from environments import roles, services
 from environments.models import Interface, Project
+from environments.refused import Refused
 
 
 class Command(BaseCommand):
@@ -25,6 +26,6 @@ class Command(BaseCommand):
         try:
             environment = services.launch(found, branch, actor=actor, interface=Interface.CLI,
                                           commit=commit)
-        except services.Refused as exc:
+        except Refused as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"environment {environment.pk} ({environment.status})")

@@ -1,9 +1,10 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from environments import dbpool, services
+from environments import dbpool
 from environments.backends import BackendError
 from environments.models import DbSlot, Interface
+from environments.refused import Refused
 
 
 class Command(BaseCommand):
@@ -30,7 +31,7 @@ class Command(BaseCommand):
                                   f"{result['retired']} retired)")
             else:
                 self._status()
-        except services.Refused as exc:
+        except Refused as exc:
             raise CommandError(str(exc)) from exc
         except BackendError as exc:
             raise CommandError(f"the pool server refused: {exc}") from exc

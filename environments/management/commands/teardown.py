@@ -3,6 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from environments import roles, services
 from environments.models import Environment, Interface
+from environments.refused import Refused
 
 
 class Command(BaseCommand):
@@ -21,6 +22,6 @@ class Command(BaseCommand):
             raise CommandError(f"no environment {environment}")
         try:
             run = services.teardown(found, actor=actor, interface=Interface.CLI)
-        except services.Refused as exc:
+        except Refused as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"teardown run {run.pk} queued")
