@@ -15,8 +15,11 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
+from django_q.brokers import get_broker
+from django_q.brokers.orm import ORM
+from django_q.signing import SignedPackage
 
 from environments import audit, dbpool, services
 from environments.audit import User
@@ -37,6 +40,10 @@ logger = logging.getLogger("preview_portal.reconciler")
 Log = Callable[[str], None]
 # Passes run every minute: older ones go (their fixes stay in the audit log).
 KEEP_PASSES = timedelta(days=7)
+# A run's task reaches a worker within seconds unless the workers are all busy: one a pass
+# finds missing from the queue after this long was lost (queuing it twice is harmless anyway:
+# claim_run runs it once).
+TASK_LOST_AFTER = timedelta(minutes=2)
 
 # The kinds of finding, as the Health page and the audit log name them.
 ORPHAN = "orphan"  # runtime objects / processes / worktrees of no live environment
@@ -46,6 +53,7 @@ DNS = "dns_of_torn_down"
 CLAIM = "claim_expired"
 WAITING = "waiting_with_free_slot"
 RELAUNCH = "relaunch_lost"
+NO_TASK = "run_without_task"
 UNREADABLE = "unreadable"  # a backend could not be read: only reported
 
 
@@ -186,6 +194,37 @@ def find_waiting_with_free_slots(now: datetime) -> list[Finding]:
     ]
 
 
+def find_runs_without_task(now: datetime) -> list[Finding]:
+    """Runs next in line for their environment that no task in the queue will start: the task
+    was never handed over (the queue refused it after the launch's commit) or was lost. Only
+    runs older than TASK_LOST_AFTER: until then their task may be on its way to a worker."""
+    ahead = Run.objects.filter(environment=OuterRef("environment"), status__in=RUN_OPEN).filter(
+        Q(pk__lt=OuterRef("pk")) | Q(status=RunStatus.RUNNING))
+    runs = list(Run.objects.filter(
+        status=RunStatus.PENDING, created_at__lt=now - TASK_LOST_AFTER,
+    ).exclude(Exists(ahead)).select_related("environment__project"))
+    queued = _queued_runs() if runs else set()
+    return [
+        Finding(NO_TASK, f"{run.kind} run {run.pk} of {run.environment}, pending since "
+                         f"{run.created_at:%Y-%m-%d %H:%M} UTC",
+                "queue it", environment=run.environment,
+                fix=partial(services.enqueue_run, run.pk))
+        for run in runs if run.pk not in queued
+    ]
+
+
+def _queued_runs() -> set[int]:
+    """The runs the broker holds a task for (a task a worker has taken counts until it is
+    done: the ORM broker keeps it, locked, until then)."""
+    broker = get_broker()
+    if isinstance(broker, ORM):
+        packs = broker.connection.filter(key=broker.list_key).values_list("payload", flat=True)
+    else:  # Redis, the portal's other broker
+        packs = broker.connection.lrange(broker.list_key, 0, -1)
+    names = (SignedPackage.loads(pack).get("name", "") for pack in packs)
+    return {int(name[4:]) for name in names if name.startswith("run-") and name[4:].isdigit()}
+
+
 def find_lost_relaunches(now: datetime) -> list[Finding]:
     """A launch asked for during a teardown that ended without carrying it out (its worker died
     between the end of the run and the launch)."""
@@ -215,4 +254,5 @@ FINDERS: tuple[Callable[[datetime], list[Finding]], ...] = (
     find_expired_claims,
     find_waiting_with_free_slots,
     find_lost_relaunches,
+    find_runs_without_task,
 )
