@@ -2,17 +2,20 @@
 hand edit of an environment, run or audit event would contradict what actually ran."""
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin
 from django.db.models import Model
 from django.http import HttpRequest
 
-from environments import crypto, roles
+from environments import crypto, datasets, roles
 from environments.models import (
     ApiToken,
     AuditEvent,
     Component,
+    DatasetVersion,
     DbSlot,
     Environment,
+    Interface,
     Project,
     Run,
     RunStep,
@@ -49,12 +52,19 @@ class ProjectForm(forms.ModelForm):
     clear_webhook_secret = forms.BooleanField(
         required=False, help_text="Back to PORTAL_GITHUB_WEBHOOK_SECRET."
     )
+    # Optional in the form: a form of before datasets (or a script's) keeps none warm.
+    warm_slots = forms.IntegerField(
+        required=False, min_value=0,
+        help_text=Project._meta.get_field("warm_slots").help_text)
 
     class Meta:
         model = Project
         fields = ("name", "repository", "github_repository", "seed_sql", "ttl_hours",
                   "max_live_environments", "deploy_drafts", "deploy_forks", "smoke",
-                  "base_manifests")
+                  "base_manifests", "warm_slots")
+
+    def clean_warm_slots(self) -> int:
+        return self.cleaned_data["warm_slots"] or 0
 
     def save(self, commit: bool = True) -> Project:
         project = super().save(commit=False)
@@ -77,7 +87,7 @@ class ProjectAdmin(AdminRoleEdits, admin.ModelAdmin):
     inlines = [ComponentInline]
     fields = ("name", "repository", "github_repository", "seed_sql", "ttl_hours",
               "max_live_environments", "deploy_drafts", "deploy_forks", "new_webhook_secret",
-              "clear_webhook_secret", "smoke", "base_manifests")
+              "clear_webhook_secret", "smoke", "base_manifests", "warm_slots")
 
     @admin.display(boolean=True)
     def own_webhook_secret(self, project: Project) -> bool:
@@ -85,6 +95,73 @@ class ProjectAdmin(AdminRoleEdits, admin.ModelAdmin):
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         # Listed on the admin's index for an admin without Django permissions too.
+        return super().has_module_permission(request) or self._admin_role(request)
+
+    def save_model(self, request: HttpRequest, obj: Project, form: forms.ModelForm,
+                   change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        datasets.warm()  # more warm slots asked for: start now, not at the next pass
+
+
+class DatasetUploadForm(forms.ModelForm):
+    dump = forms.FileField(help_text="An SQL dump, plain or gzip. It becomes the project's next "
+                           "version and serves once it restores cleanly.")
+
+    class Meta:
+        model = DatasetVersion
+        fields = ("project",)
+
+    def clean_dump(self) -> bytes:
+        dump = self.cleaned_data["dump"]
+        if dump.size > datasets.max_bytes():
+            raise forms.ValidationError(
+                f"Larger than PORTAL_DATASET_MAX_MB ({settings.PORTAL_DATASET_MAX_MB:g} MB).")
+        content = dump.read()
+        if not content.strip():
+            raise forms.ValidationError("The file is empty.")
+        return content
+
+
+@admin.register(DatasetVersion)
+class DatasetVersionAdmin(AdminRoleEdits, admin.ModelAdmin):
+    """Added by uploading a dump; a version is then only read (slots may hold it)."""
+
+    list_display = ("__str__", "state", "size", "sha256", "uploaded_by", "uploaded_at",
+                    "restore_seconds", "error")
+    list_filter = ("project", "state")
+    list_select_related = ("project", "uploaded_by")
+    shown = ("project", "number", "state", "error", "size", "sha256", "compressed", "key",
+             "uploaded_by", "uploaded_at", "restore_seconds")
+
+    def get_form(self, request: HttpRequest, obj: DatasetVersion | None = None,
+                 change: bool = False, **kwargs: object) -> type[forms.ModelForm]:
+        if obj is None:
+            kwargs["form"] = DatasetUploadForm
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: DatasetVersion | None = None) -> tuple:
+        return self.shown if obj else ("project", "dump")
+
+    def get_readonly_fields(self, request: HttpRequest,
+                            obj: DatasetVersion | None = None) -> tuple:
+        return self.shown if obj else ()
+
+    def save_model(self, request: HttpRequest, obj: DatasetVersion, form: forms.ModelForm,
+                   change: bool) -> None:
+        version = datasets.upload(form.cleaned_data["project"], form.cleaned_data["dump"],
+                                  actor=request.user, interface=Interface.WEB)
+        for field in DatasetVersion._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(version, field.attname))
+
+    def has_delete_permission(self, request: HttpRequest,
+                              obj: DatasetVersion | None = None) -> bool:
+        return False
+
+    def has_view_permission(self, request: HttpRequest,
+                            obj: DatasetVersion | None = None) -> bool:
+        return super().has_view_permission(request, obj) or self._admin_role(request)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
         return super().has_module_permission(request) or self._admin_role(request)
 
 

@@ -14,11 +14,13 @@ from ninja import Field, NinjaAPI, Query, Schema, Status
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
 from ninja.security import HttpBearer
 
-from environments import dbpool, git, redact, roles, services, tokens
+from environments import datasets, dbpool, git, redact, roles, services, tokens
 from environments.backends import BackendError, get
 from environments.models import (
     QA_NOTE_CHARS,
     Component,
+    DatasetState,
+    DatasetVersion,
     DbSlot,
     Environment,
     EnvironmentStatus,
@@ -242,15 +244,30 @@ class SlotOut(Schema):
     state: SlotState
     environment: int | None
     leased_at: datetime | None
+    dataset: str | None = Field(description='The dataset version it holds, "<project> v<n>".')
 
 
 class PoolOut(Schema):
     size: int = Field(description="Slots in service (not retired).")
     free: int
+    restoring: int = Field(description="Getting a project's dataset, in the background.")
+    warm: int = Field(description="Free, holding a project's dataset.")
     leased: int
     resetting: int
     retired: int
     slots: list[SlotOut]
+
+
+class DatasetOut(Schema):
+    project: str
+    version: int
+    size: int = Field(description="Bytes, as uploaded.")
+    sha256: str
+    compressed: bool
+    state: DatasetState = Field(description="restoring (not served yet), ready or broken.")
+    error: str = Field(description="The server's error when it broke.")
+    uploaded_by: str | None
+    uploaded_at: datetime
 
 
 class PoolSizeIn(Schema):
@@ -370,13 +387,19 @@ def environments_json(environments: QuerySet[Environment], detail: bool = False
 
 
 def pool_json() -> dict[str, Any]:
-    slots = list(DbSlot.objects.values("name", "state", "environment", "leased_at"))
+    slots = [_slot_json(row) for row in DbSlot.objects.values(
+        "name", "state", "environment", "leased_at", "dataset__project__name", "dataset__number")]
     counts = {state: sum(s["state"] == state for s in slots) for state in SlotState}
     return {
         "size": len(slots) - counts[SlotState.RETIRED],
         **{str(state): count for state, count in counts.items()},
         "slots": slots,
     }
+
+
+def _slot_json(row: dict[str, Any]) -> dict[str, Any]:
+    project, number = row.pop("dataset__project__name"), row.pop("dataset__number")
+    return row | {"dataset": f"{project} v{number}" if number else None}
 
 
 # Lookups that answer 404 in the error shape.
@@ -424,6 +447,30 @@ def list_branches(request: HttpRequest, name: str) -> list[dict[str, str]]:
     """The branches of the project's repository (what can be launched); 502 when it cannot be
     read."""
     return [{"name": b.name, "commit": b.commit} for b in git.branches(_project(name).repository)]
+
+
+@api.put("/projects/{name}/dataset", response={201: DatasetOut, 413: ErrorOut, **ERRORS_UPSTREAM},
+         auth=TokenAuth(roles.MANAGE_PROJECTS))
+def upload_dataset(request: HttpRequest, name: str) -> Status:
+    """The request's body, an SQL dump (plain or gzip), becomes the project's next dataset
+    version; it serves once restored cleanly (state ready; broken with the server's error
+    otherwise, the previous version serving on). Over PORTAL_DATASET_MAX_MB: 413, as soon as
+    the declared length says so, before the body is read."""
+    project = _project(name)
+    length = request.headers.get("Content-Length", "")
+    content = datasets.read_dump(request, int(length) if length.isdigit() else None)
+    version = datasets.upload(project, content, actor=request.auth, interface=Interface.API)
+    version.refresh_from_db()  # inline task runners may have restored it already
+    return Status(201, dataset_json(version))
+
+
+def dataset_json(version: DatasetVersion) -> dict[str, Any]:
+    return {
+        "project": version.project.name, "version": version.number, "size": version.size,
+        "sha256": version.sha256, "compressed": version.compressed, "state": version.state,
+        "error": version.error, "uploaded_at": version.uploaded_at,
+        "uploaded_by": version.uploaded_by.get_username() if version.uploaded_by else None,
+    }
 
 
 @api.post("/environments", response={202: EnvironmentOut, **ERRORS_UPSTREAM},

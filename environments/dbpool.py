@@ -12,13 +12,14 @@ from datetime import datetime
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Case, Exists, OuterRef, QuerySet, Value, When
 from django.utils import timezone
 
 from environments import audit, crypto, services
 from environments.backends import get
 from environments.backends.pool import DbInfo
 from environments.models import (
+    LEASABLE,
     DbSlot,
     Environment,
     EnvironmentStatus,
@@ -53,6 +54,7 @@ def ensure_pool_size(size: int) -> int:
         DbSlot.objects.update_or_create(name=name, defaults={
             "state": SlotState.FREE, "secret": secret, "seeded": False, "error": "",
             "environment": None, "leased_at": None, "last_reset_at": timezone.now(),
+            "dataset": None,
         })
         added += 1
     return added
@@ -76,14 +78,14 @@ def _shrink(count: int, size: int) -> int:
     if size < leased:
         raise Refused(f"cannot shrink the pool to {size}: {leased} slots are leased", 409,
                       {"size": size, "leased": leased})
-    free = list(DbSlot.objects.filter(state=SlotState.FREE).order_by("-name")[:count])
+    free = list(DbSlot.objects.filter(state__in=LEASABLE).order_by("-name")[:count])
     if len(free) < count:
         raise Refused(f"cannot shrink the pool to {size} now: only {len(free)} slots are free "
                       "(others are resetting); try again in a moment", 409, {"size": size})
     with transaction.atomic():
         for slot in free:
-            if not DbSlot.objects.filter(pk=slot.pk, state=SlotState.FREE).update(
-                state=SlotState.RETIRED, secret=""
+            if not DbSlot.objects.filter(pk=slot.pk, state=slot.state).update(
+                state=SlotState.RETIRED, secret="", dataset=None
             ):
                 transaction.set_rollback(True)
                 raise Refused("a slot was leased while shrinking; nothing changed, try again",
@@ -101,8 +103,10 @@ def slot_connection(slot: DbSlot) -> DbInfo:
     return get("pool").connection(slot.name, crypto.unseal(slot.secret))
 
 
-def lease_slot(environment: Environment) -> DbSlot | None:
-    """The environment's slot, leasing the first free one; None when the pool is full."""
+def lease_slot(environment: Environment, dataset: int | None = None) -> DbSlot | None:
+    """The environment's slot, leasing one; None when the pool is full. A warm slot of
+    `dataset` (a DatasetVersion's id) comes first, then a blank one, then a warm slot of
+    another dataset (emptied by lease_db)."""
     held = DbSlot.objects.filter(environment=environment).first()
     if held:
         return held
@@ -110,24 +114,33 @@ def lease_slot(environment: Environment) -> DbSlot | None:
         # Locking the free slots makes concurrent leases take turns, so each one counts the
         # free slots and the queue ahead of it at one moment.
         free = list(
-            DbSlot.objects.select_for_update().filter(state=SlotState.FREE)
-            .order_by("name").values_list("pk", flat=True)
+            DbSlot.objects.select_for_update().filter(state__in=LEASABLE)
+            .order_by("name").values_list("pk", "state", "dataset_id")
         )
         # Oldest queued first: a newer environment does not take a slot an older one waits for.
         if _waiting_ahead(environment) >= len(free):
             return None
-        for candidate in free:
-            if DbSlot.objects.filter(pk=candidate, state=SlotState.FREE).update(
+        for candidate, state, _ in sorted(free, key=lambda c: _preference(dataset, *c[1:])):
+            if DbSlot.objects.filter(pk=candidate, state=state).update(
                 state=SlotState.LEASED, environment=environment, leased_at=timezone.now()
             ):
                 return DbSlot.objects.get(pk=candidate)
     return None
 
 
+def _preference(wanted: int | None, state: str, dataset: int | None) -> int:
+    if wanted is not None and dataset == wanted:
+        return 0
+    return 1 if state == SlotState.FREE else 2
+
+
 def unlease_slot(slot: DbSlot) -> None:
-    """Give back a slot nothing was written to (its check failed): free at once, no reset."""
+    """Give back a slot nothing was written to (its check failed): free at once, no reset,
+    still warm if it was."""
     DbSlot.objects.filter(pk=slot.pk, state=SlotState.LEASED, seeded=False).update(
-        state=SlotState.FREE, environment=None, leased_at=None
+        state=Case(When(dataset__isnull=False, then=Value(SlotState.WARM)),
+                   default=Value(SlotState.FREE)),
+        environment=None, leased_at=None,
     )
 
 
@@ -175,7 +188,7 @@ def finish_slot_reset(slot: DbSlot, secret: str = "", error: str = "") -> None:
         return
     DbSlot.objects.filter(pk=slot.pk, state=SlotState.RESETTING).update(
         state=SlotState.FREE, error="", seeded=False, secret=crypto.seal(secret),
-        last_reset_at=timezone.now(),
+        last_reset_at=timezone.now(), dataset=None,
     )
     wake_queued()
 
@@ -196,7 +209,7 @@ def wake_queued() -> None:
 def runs_to_wake() -> list[Run]:
     """The waiting run of each of the oldest queued environments, one per free slot (two
     queries, however long the queue)."""
-    free = DbSlot.objects.filter(state=SlotState.FREE).count()
+    free = DbSlot.objects.filter(state__in=LEASABLE).count()
     if not free:
         return []
     waiting = Run.objects.filter(

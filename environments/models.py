@@ -70,6 +70,11 @@ class Project(models.Model):
         help_text="Kubernetes runtime: the project's own manifests (YAML documents). Each "
         "environment gets them with its name suffix, labels, namespace, image, env and hosts.",
     )
+    warm_slots = models.PositiveIntegerField(
+        default=0,
+        help_text="Free DB slots kept restored with the project's current dataset, so a launch "
+        "gets its data with no restore.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -408,11 +413,54 @@ class SmokeAttempt(models.Model):
         return self.failed == 0 and self.errors == 0
 
 
+class DatasetState(models.TextChoices):
+    RESTORING = "restoring"  # into its template: not served yet
+    READY = "ready"
+    BROKEN = "broken"
+
+
+class DatasetVersion(models.Model):
+    """One upload of a project's SQL dump (plain or gzip), kept in report storage. The newest
+    ready version is the one slots are restored with; a broken one is never served."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE,
+                                related_name="dataset_versions")
+    number = models.PositiveIntegerField()
+    key = models.CharField(max_length=300, help_text="Where the dump is in report storage.")
+    size = models.PositiveBigIntegerField(help_text="Bytes, as uploaded.")
+    sha256 = models.CharField(max_length=64)
+    compressed = models.BooleanField(default=False)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    uploaded_at = models.DateTimeField(default=timezone.now)
+    state = models.CharField(max_length=20, choices=DatasetState.choices,
+                             default=DatasetState.RESTORING)
+    error = models.TextField(blank=True, help_text="What the server said when it broke.")
+    template_secret = models.TextField(blank=True, help_text="Its template's password, sealed.")
+    restore_seconds = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["project", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="one_dataset_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project.name} v{self.number}"
+
+
 class SlotState(models.TextChoices):
-    FREE = "free"
+    FREE = "free"  # empty
+    RESTORING = "restoring"  # getting a project's dataset in the background
+    WARM = "warm"  # free, holding `dataset`
     LEASED = "leased"
     RESETTING = "resetting"
     RETIRED = "retired"
+
+
+# A lease may take these; a warm slot of another dataset is emptied first.
+LEASABLE = (SlotState.WARM, SlotState.FREE)
 
 
 class DbSlot(models.Model):
@@ -429,6 +477,10 @@ class DbSlot(models.Model):
     resetting_since = models.DateTimeField(
         null=True, blank=True,
         help_text="When the reset was last asked for: the reconciler asks again for one lost.",
+    )
+    dataset = models.ForeignKey(
+        DatasetVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="The dataset version restored in it (kept while leased).",
     )
 
     class Meta:

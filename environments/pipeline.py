@@ -14,7 +14,16 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from environments import dbpool, git, github_status, lifecycle, naming, redact, services
+from environments import (
+    datasets,
+    dbpool,
+    git,
+    github_status,
+    lifecycle,
+    naming,
+    redact,
+    services,
+)
 from environments.backends import BackendError, get
 from environments.backends.notify import Notice
 from environments.backends.runtime import ComponentSpec, Target
@@ -125,7 +134,8 @@ def portal_url(environment: Environment) -> str:
 # The steps.
 
 def lease_db(ctx: Context) -> None:
-    slot = dbpool.lease_slot(ctx.environment)
+    dataset = datasets.current(ctx.environment.project)
+    slot = dbpool.lease_slot(ctx.environment, dataset.pk if dataset else None)
     if slot is None:
         raise PoolFull
     database = dbpool.slot_connection(slot)
@@ -135,23 +145,31 @@ def lease_db(ctx: Context) -> None:
         dbpool.unlease_slot(slot)  # nothing was written: the slot stays usable
         raise
     ctx.log(f"DB slot {slot.name} is this environment's ({database.public()['host'] or 'file'})")
-    seed_path = ctx.environment.project.seed_sql
-    if seed_path and not slot.seeded:
-        _seed(ctx, slot, database.password, seed_path)
+    if not slot.seeded:
+        _prepare(ctx, slot)
     lifecycle.start_provisioning(ctx.environment)
 
 
-def _seed(ctx: Context, slot: DbSlot, secret: str, path: str) -> None:
-    project = ctx.environment.project
-    mirror = git.mirror_path(project.name)
+def _prepare(ctx: Context, slot: DbSlot) -> None:
+    """A slot new to the environment: the project's dataset, then the branch's seed on top.
+    Marked seeded once both are in: a redeploy keeps the data (and dataset version) it has."""
+    path = ctx.environment.project.seed_sql
     try:
-        git.sync_mirror(mirror, project.repository)
-        sql = git.show(mirror, ctx.run.commit, path)
-        get("pool").seed(slot.name, secret, sql)
+        datasets.fill_leased(slot, ctx.environment.project, ctx.log)
+        if path:
+            _seed(ctx, DbSlot.objects.get(pk=slot.pk), path)
     except BackendError:
-        dbpool.release_slot(ctx.environment)  # may be half-seeded: reset before reuse
+        dbpool.release_slot(ctx.environment)  # may be half-restored or half-seeded: reset
         raise
     dbpool.mark_seeded(slot)
+
+
+def _seed(ctx: Context, slot: DbSlot, path: str) -> None:
+    project = ctx.environment.project
+    mirror = git.mirror_path(project.name)
+    git.sync_mirror(mirror, project.repository)
+    sql = git.show(mirror, ctx.run.commit, path)
+    get("pool").seed(slot.name, dbpool.slot_connection(slot).password, sql)
     ctx.log(f"seeded {slot.name} from {path}")
 
 

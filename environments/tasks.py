@@ -7,7 +7,15 @@ from contextlib import suppress
 
 from django.utils import timezone
 
-from environments import dbpool, github_status, lifecycle, pipeline, reconciler, services
+from environments import (
+    datasets,
+    dbpool,
+    github_status,
+    lifecycle,
+    pipeline,
+    reconciler,
+    services,
+)
 from environments.backends import BackendError, get
 from environments.models import DbSlot, Interface, SlotState
 from portal import logs
@@ -19,6 +27,8 @@ def execute_run(run_id: int) -> None:
     if run is not None:
         with logs.context(environment=run.environment_id, run=run.pk):
             pipeline.execute(run, worker)
+        # A warm slot it took is replaced now, off the launch path (its lease_db is done).
+        datasets.warm()
 
 
 def resume_orphaned_runs(**signal: object) -> None:
@@ -48,10 +58,21 @@ def reset_slot(slot_id: int) -> None:
         dbpool.finish_slot_reset(slot, error=f"reset failed: {exc}")
         return
     dbpool.finish_slot_reset(slot, secret)
+    datasets.warm()  # the freed slot, for whichever project lacks warm slots most
 
 
 def retry_failed_resets() -> None:
+    """Every minute: also warms what the last pass could not (a slot was busy)."""
     dbpool.retry_failed_resets()
+    datasets.warm()
+
+
+def prepare_dataset(version_id: int) -> None:
+    datasets.prepare(version_id)
+
+
+def restore_slot(slot_id: int) -> None:
+    datasets.restore_slot(slot_id)
 
 
 def expire_environments() -> None:

@@ -21,7 +21,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from environments import dbpool, git, reconciler, roles, sandbox, services
+from environments import datasets, dbpool, git, reconciler, roles, sandbox, services
 from environments import metrics as portal_metrics
 from environments.api import MAX_POOL_SIZE
 from environments.backends import BackendError, get
@@ -56,7 +56,8 @@ PASSES_SHOWN = 10
 EXTEND_HOURS = (24.0, 72.0, 168.0)
 # A resetting slot whose reset failed: out of rotation until the scheduled retry works.
 BROKEN = "broken"
-USAGE = (SlotState.FREE, SlotState.LEASED, SlotState.RESETTING, BROKEN)
+USAGE = (SlotState.FREE, SlotState.RESTORING, SlotState.WARM, SlotState.LEASED,
+         SlotState.RESETTING, BROKEN)
 
 
 @require_GET
@@ -322,6 +323,7 @@ def _live_context(request: HttpRequest, env: Environment) -> dict[str, Any]:
         "expiring": _expiring(env),
         "extend_hours": EXTEND_HOURS,
         "database": _database(env),
+        "dataset": _dataset(env),
         "smoke_attempts": _smoke_attempts(env),
         "actions": _actions(request, env, busy),
         "runs": env.runs.select_related("requested_by")[:RUNS_SHOWN],
@@ -348,6 +350,16 @@ def _progress(run: Run | None) -> Progress:
 def _database(env: Environment) -> dict[str, str] | None:
     slot = env.slot
     return get("pool").connection(slot.name).public() if slot else None
+
+
+def _dataset(env: Environment) -> dict[str, Any] | None:
+    """The dataset version its slot got (kept while it holds the slot), and the project's
+    current one when that is newer."""
+    slot = DbSlot.objects.select_related("dataset").filter(environment=env).first()
+    if slot is None or slot.dataset is None:
+        return None
+    current = datasets.current(env.project)
+    return {"version": slot.dataset, "newer": current if current != slot.dataset else None}
 
 
 def _smoke_attempts(env: Environment) -> list[tuple[Any, str]]:
@@ -479,18 +491,20 @@ def pool(request: HttpRequest) -> HttpResponse:
 
 def _pool_context() -> dict[str, Any]:
     # Numeric order: preview_100 comes after preview_99, not after preview_10.
-    slots = sorted(DbSlot.objects.select_related("environment__project"),
+    slots = sorted(DbSlot.objects.select_related("environment__project", "dataset__project"),
                    key=lambda slot: (len(slot.name), slot.name))
     rows = [(slot, _shown_state(slot)) for slot in slots]
     active = [row for row in rows if row[1] != SlotState.RETIRED]
     counts = Counter(state for _, state in active)
     return {
         "rows": active,
+        "groups": datasets.pool_groups(active, USAGE),
         "retired": [row for row in rows if row[1] == SlotState.RETIRED],
         "usage": [(state, counts[state]) for state in USAGE],
         "size": len(active),
         # Broken slots too: the scheduled retry may bring them back any minute.
-        "polling": any(slot.state == SlotState.RESETTING for slot, _ in active),
+        "polling": any(slot.state in (SlotState.RESETTING, SlotState.RESTORING)
+                       for slot, _ in active),
     }
 
 

@@ -191,6 +191,8 @@ PORTAL_POOL_MYSQL_URL = env.text("PORTAL_POOL_MYSQL_URL")
 PORTAL_POOL_PREFIX = env.matching("PORTAL_POOL_PREFIX", r"[a-z][a-z0-9_]{0,20}", "preview_")
 PORTAL_POOL_SIZE = env.integer("PORTAL_POOL_SIZE", 5, minimum=0)
 PORTAL_POOL_PUBLIC_HOST = env.text("PORTAL_POOL_PUBLIC_HOST")
+# A dataset dump larger than this is refused while it is being sent.
+PORTAL_DATASET_MAX_MB = env.number("PORTAL_DATASET_MAX_MB", 2048, minimum=0.001)
 if PORTAL_DB_POOL == "mysql":
     env.require("PORTAL_POOL_MYSQL_URL", PORTAL_POOL_MYSQL_URL, "when PORTAL_DB_POOL=mysql")
 

@@ -79,7 +79,8 @@ def test_admin_sees_usage_and_every_slot_with_its_environment(demo_project, pool
 
     page = client_for(admin).get(reverse("pool")).content.decode()
 
-    assert counts(page) == {"free": 1, "leased": 2, "resetting": 1, "broken": 0}
+    assert counts(page) == {"free": 1, "restoring": 0, "warm": 0, "leased": 2, "resetting": 1,
+                            "broken": 0}
     assert states(page) == {"preview_01": "leased", "preview_02": "leased",
                             "preview_03": "resetting", "preview_04": "free",
                             "preview_05": "retired"}
@@ -106,7 +107,8 @@ def test_a_failed_reset_shows_as_broken_with_its_whole_error(
 
     error = DbSlot.objects.get(name="preview_01").error
     assert error == f"reset failed: {SERVER_DOWN}"
-    assert counts(page) == {"free": 1, "leased": 0, "resetting": 0, "broken": 1}
+    assert counts(page) == {"free": 1, "restoring": 0, "warm": 0, "leased": 0, "resetting": 0,
+                            "broken": 1}
     assert states(page)["preview_01"] == "broken"
     assert f'<td class="error">{escape(error)}</td>' in page
 
@@ -119,7 +121,8 @@ def test_developers_and_qa_see_the_pool_read_only(who, request, demo_project, po
 
     page = client.get(reverse("pool")).content.decode()
 
-    assert counts(page) == {"free": 1, "leased": 1, "resetting": 0, "broken": 0}
+    assert counts(page) == {"free": 1, "restoring": 0, "warm": 0, "leased": 1, "resetting": 0,
+                            "broken": 0}
     assert ">DB pool</a>" in page
     assert "pool/resize" not in page and "Resize" not in page
     response = client.post(reverse("pool_resize"), {"size": "5"})

@@ -75,6 +75,16 @@ def connect():
     )
 
 
+def item_count() -> int:
+    db = connect()
+    try:
+        cursor = db.cursor()
+        cursor.execute("SELECT COUNT(*) FROM items")
+        return int(cursor.fetchone()[0])
+    finally:
+        db.close()
+
+
 def ensure_schema() -> None:
     db = connect()
     try:
@@ -140,6 +150,8 @@ class Handler(BaseHTTPRequestHandler):
                 f"<!doctype html><meta charset=utf-8><title>{html.escape(banner())}</title>"
                 f"<h1>{html.escape(banner())}</h1><p>Component <b>{ROLE}</b> of branch "
                 f"<code id=branch>{branch}</code> at <code>{commit}</code>.</p>"
+                f"<p><a href=/items><span id=items>{item_count()}</span> items</a> in its "
+                "database.</p>"
             )
             self._send(200, page.encode(), "text/html; charset=utf-8")
         else:

@@ -2,8 +2,22 @@
 which slot; a pool backend only creates, checks, seeds, resets and drops the databases and their
 users. A slot's secret (its user's password) is returned to the portal, which keeps it sealed."""
 
+import subprocess
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
+from typing import IO
+
+from django.conf import settings
+
+from environments.backends import BackendError
+
+# Told now and then while a dataset is copied (the step log of a launch that waits for it).
+Progress = Callable[[str], None]
+CHUNK = 1 << 20
+PROGRESS_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +70,24 @@ class Pool(ABC):
     def seed(self, slot: str, secret: str, sql: str) -> None:
         """Run an SQL script in the slot's database, as the slot's user."""
 
+    def template(self, version: int) -> str:
+        """The name of the template a dataset version is restored into once."""
+        return f"{settings.PORTAL_POOL_PREFIX}dataset{version}"
+
+    @abstractmethod
+    def restore_template(self, template: str, dump: IO[bytes]) -> str:
+        """Restore an SQL dump into a new template, as a user that may write nothing else;
+        return its secret. The dump is untrusted: what it does outside the template fails."""
+
+    @abstractmethod
+    def copy_template(self, template: str, template_secret: str, slot: str, secret: str,
+                      progress: Progress) -> None:
+        """Replace what the slot holds with a copy of the template, as the slot's user."""
+
+    @abstractmethod
+    def drop_template(self, template: str) -> None:
+        """Remove a template; not an error when it is already gone."""
+
     @abstractmethod
     def existing(self) -> set[str]:
         """Slot databases present on the server (named with the pool's prefix)."""
@@ -63,3 +95,26 @@ class Pool(ABC):
     @abstractmethod
     def connection(self, slot: str, secret: str = "") -> DbInfo:
         """How to reach the slot; without the secret, for showing (DbInfo.public)."""
+
+
+def feed(source: IO[bytes], process: subprocess.Popen[bytes], what: str,
+         progress: Progress | None = None) -> None:
+    """Write `source` to the process's stdin in chunks, telling `progress` how far it got; a
+    process that stops reading (it failed) ends the feeding, its exit status tells why."""
+    sent, told = 0, time.monotonic()
+    assert process.stdin is not None
+    try:
+        while chunk := source.read(CHUNK):
+            process.stdin.write(chunk)
+            sent += len(chunk)
+            if progress and time.monotonic() - told >= PROGRESS_SECONDS:
+                progress(f"{what}: {sent / 1e6:.0f} MB so far")
+                told = time.monotonic()
+    except BrokenPipeError:
+        pass
+    except (OSError, EOFError) as exc:  # a gzip dump that is not one, or cut short
+        process.kill()
+        raise BackendError(f"{what}: cannot read the dump: {exc}") from exc
+    finally:
+        with suppress(BrokenPipeError):
+            process.stdin.close()

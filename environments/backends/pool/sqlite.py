@@ -2,26 +2,32 @@
 PORTAL_VAR_DIR/pool (a slot's journal sits beside it, and branch code is given that directory and
 no other slot's)."""
 
+import io
 import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import IO
 
 from django.conf import settings
 
 from environments import sandbox
 from environments.backends import BackendError
-from environments.backends.pool import DbInfo, Pool
+from environments.backends.pool import DbInfo, Pool, Progress, feed
 
 SUFFIX = ".sqlite3"
 SEED_SCRIPT = Path(__file__).resolve().parent / "sqlite_seed.py"
 SEED_TIMEOUT = 120
+RESTORE_TIMEOUT = 3600
 
 
 class SqlitePool(Pool):
     def __init__(self) -> None:
         self.root = Path(settings.VAR_DIR) / "pool"
+        # Beside the pool, not in it: a template is no slot.
+        self.templates = Path(settings.VAR_DIR) / "datasets"
 
     def _path(self, slot: str) -> Path:
         return self.root / slot / f"{slot}{SUFFIX}"
@@ -53,18 +59,55 @@ class SqlitePool(Pool):
 
     def seed(self, slot: str, secret: str, sql: str) -> None:
         """In the sandbox: the SQL is the branch's."""
-        path = self._path(slot)
+        self._run_sql(self._path(slot), io.BytesIO(sql.encode()), "seed SQL", SEED_TIMEOUT)
+
+    def _run_sql(self, path: Path, source: IO[bytes], what: str, timeout: float,
+                 *options: str) -> None:
+        """sqlite_seed.py in the sandbox: it may write the file's directory and nothing else,
+        and its authorizer refuses ATTACH (another file)."""
         command = sandbox.command(
-            [sys.executable, "-I", str(SEED_SCRIPT), str(path)],
+            [sys.executable, "-I", str(SEED_SCRIPT), *options, str(path)],
             writable=[path.parent], readable=[SEED_SCRIPT], cwd=path.parent)
-        try:
-            done = subprocess.run(command, input=sql.encode(), capture_output=True,
-                                  timeout=SEED_TIMEOUT, env={}, check=False)
-        except subprocess.TimeoutExpired as exc:
-            raise BackendError(f"seed SQL of {slot} did not finish in {SEED_TIMEOUT} s") from exc
-        if done.returncode:
-            said = done.stderr.decode(errors="replace").strip()
-            raise BackendError(f"seed SQL failed in {slot}: {said}")
+        with tempfile.TemporaryFile() as said:
+            process = subprocess.Popen(command, stdin=subprocess.PIPE,
+                                       stdout=subprocess.DEVNULL, stderr=said, env={})
+            feed(source, process, f"{what} of {path.stem}")
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired as exc:
+                process.kill()
+                process.wait()
+                raise BackendError(f"{what} of {path.stem} did not finish in {timeout:g} s"
+                                   ) from exc
+            said.seek(0)
+            if process.returncode:
+                text = said.read().decode(errors="replace").strip()
+                raise BackendError(f"{what} failed in {path.stem}: {text}")
+
+    def _template_path(self, template: str) -> Path:
+        return self.templates / template / f"{template}{SUFFIX}"
+
+    def restore_template(self, template: str, dump: IO[bytes]) -> str:
+        path = self._template_path(template)
+        shutil.rmtree(path.parent, ignore_errors=True)
+        path.parent.mkdir(parents=True)
+        self._run_sql(path, dump, "dataset restore", RESTORE_TIMEOUT, "--restore")
+        return ""
+
+    def copy_template(self, template: str, template_secret: str, slot: str, secret: str,
+                      progress: Progress) -> None:
+        source, path = self._template_path(template), self._path(slot)
+        if not source.exists():
+            raise BackendError(f"dataset template {template} is missing ({source})")
+        self.drop(slot)
+        path.parent.mkdir(parents=True)
+        partial = path.with_name(path.name + ".copying")
+        shutil.copyfile(source, partial)
+        partial.replace(path)
+        progress(f"copied {source.stat().st_size / 1e6:.1f} MB into {slot}")
+
+    def drop_template(self, template: str) -> None:
+        shutil.rmtree(self._template_path(template).parent, ignore_errors=True)
 
     def existing(self) -> set[str]:
         files = [*self.root.glob(f"*/*{SUFFIX}"), *self.root.glob(f"*{SUFFIX}")]

@@ -21,13 +21,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--addr", default="127.0.0.1:8000")
         parser.add_argument("--no-demo", action="store_true")
+        parser.add_argument("--demo-dataset", action="store_true",
+                            help="The demo with its generated dataset kept warm in 2 slots.")
 
-    def handle(self, *args, addr: str, no_demo: bool, **options) -> None:
+    def handle(self, *args, addr: str, no_demo: bool, demo_dataset: bool, **options) -> None:
         # Refuses a configuration that cannot work, and says what is unsafe (no sandbox).
         call_command("check")
         call_command("migrate", verbosity=0)
         if not no_demo:
-            call_command("setup_demo")
+            call_command("setup_demo", dataset=demo_dataset)
         dbpool.ensure_pool_size(settings.PORTAL_POOL_SIZE)
         password = self._admin_password()
         children = [
