@@ -33,8 +33,6 @@ from environments.models import (
 )
 from environments.refused import Refused
 
-# A typo in PUT /pool must not create thousands of databases.
-MAX_POOL_SIZE = 500
 RUNS_LISTED = 5
 # Environment lists come in pages, as on the dashboard: all history at once would not scale.
 PAGE_SIZE = 50
@@ -271,7 +269,7 @@ class DatasetOut(Schema):
 
 
 class PoolSizeIn(Schema):
-    size: int = Field(ge=0, le=MAX_POOL_SIZE)
+    size: int = Field(ge=0, le=dbpool.MAX_POOL_SIZE)
 
 
 class ExtendIn(Schema):

@@ -29,6 +29,9 @@ from environments.models import (
 )
 from environments.refused import Refused
 
+# A typo in a pool size must not create thousands of databases.
+MAX_POOL_SIZE = 500
+
 
 def slot_name(number: int) -> str:
     return f"{settings.PORTAL_POOL_PREFIX}{number:02d}"

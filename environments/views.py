@@ -23,9 +23,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from environments import datasets, dbpool, git, reconciler, roles, sandbox, services
 from environments import metrics as portal_metrics
-from environments.api import MAX_POOL_SIZE
 from environments.backends import BackendError, get
-from environments.backends.storage.file import signature_valid
 from environments.models import (
     ACTIVE,
     QA_NOTE_CHARS,
@@ -486,7 +484,7 @@ def pool(request: HttpRequest) -> HttpResponse:
     context = _pool_context()
     if _is_htmx(request):
         return render(request, "environments/partials/pool_live.html", context)
-    return render(request, "environments/pool.html", context | {"max_size": MAX_POOL_SIZE})
+    return render(request, "environments/pool.html", context | {"max_size": dbpool.MAX_POOL_SIZE})
 
 
 def _pool_context() -> dict[str, Any]:
@@ -533,8 +531,8 @@ def _requested_size(request: HttpRequest) -> int:
         size = int(request.POST.get("size", ""))
     except ValueError:
         size = -1
-    if not 0 <= size <= MAX_POOL_SIZE:
-        raise Refused(f"the pool size must be a whole number from 0 to {MAX_POOL_SIZE}")
+    if not 0 <= size <= dbpool.MAX_POOL_SIZE:
+        raise Refused(f"the pool size must be a whole number from 0 to {dbpool.MAX_POOL_SIZE}")
     return size
 
 
@@ -568,12 +566,13 @@ def health_reconcile(request: HttpRequest) -> HttpResponse:
 def report(request: HttpRequest, key: str) -> HttpResponse:
     """Opened by whoever holds an unexpired signed link (from the environment page, the API or
     Slack), with no portal session, like a presigned S3 link."""
-    if not signature_valid(key, request.GET.get("signature", "")):
+    storage = get("storage")
+    if not storage.link_valid(key, request.GET.get("signature", "")):
         return HttpResponse(
             "This report link is invalid or has expired: open the report from the "
             "environment's page for a fresh one.\n", status=403, content_type="text/plain")
     try:
-        content = get("storage").read(key)
+        content = storage.read(key)
     except BackendError as exc:
         raise Http404(str(exc)) from exc
     response = HttpResponse(content, content_type="text/html; charset=utf-8")

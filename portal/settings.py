@@ -5,6 +5,7 @@ from pathlib import Path
 
 import dj_database_url
 
+from environments.implementations import names as backend_names
 from portal import env, startup
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -160,7 +161,7 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                       "LOCATION": REDIS_URL, "KEY_PREFIX": "portal"}} if REDIS_URL else {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-PORTAL_RUNTIME = env.choice("PORTAL_RUNTIME", ("local", "kubernetes"), "local")
+PORTAL_RUNTIME = env.choice("PORTAL_RUNTIME", backend_names("runtime"), "local")
 PORTAL_KUBECONFIG = env.text("PORTAL_KUBECONFIG")
 PORTAL_KUBE_CONTEXT = env.text("PORTAL_KUBE_CONTEXT")
 PORTAL_K8S_NAMESPACE = env.text("PORTAL_K8S_NAMESPACE", "previews")
@@ -186,7 +187,7 @@ PORTAL_READY_TIMEOUT = env.number("PORTAL_READY_TIMEOUT", 60, minimum=1)
 # Local runtime: branch code in bubblewrap when it is installed (auto), or refuse without it.
 PORTAL_SANDBOX = env.choice("PORTAL_SANDBOX", ("auto", "required"), "auto")
 
-PORTAL_DB_POOL = env.choice("PORTAL_DB_POOL", ("sqlite", "mysql"), "sqlite")
+PORTAL_DB_POOL = env.choice("PORTAL_DB_POOL", backend_names("pool"), "sqlite")
 PORTAL_POOL_MYSQL_URL = env.text("PORTAL_POOL_MYSQL_URL")
 PORTAL_POOL_PREFIX = env.matching("PORTAL_POOL_PREFIX", r"[a-z][a-z0-9_]{0,20}", "preview_")
 PORTAL_POOL_SIZE = env.integer("PORTAL_POOL_SIZE", 5, minimum=0)
@@ -196,7 +197,7 @@ PORTAL_DATASET_MAX_MB = env.number("PORTAL_DATASET_MAX_MB", 2048, minimum=0.001)
 if PORTAL_DB_POOL == "mysql":
     env.require("PORTAL_POOL_MYSQL_URL", PORTAL_POOL_MYSQL_URL, "when PORTAL_DB_POOL=mysql")
 
-PORTAL_DNS = env.choice("PORTAL_DNS", ("none", "route53"), "none")
+PORTAL_DNS = env.choice("PORTAL_DNS", backend_names("dns"), "none")
 PORTAL_ROUTE53_ZONE_ID = env.text("PORTAL_ROUTE53_ZONE_ID")
 # alias: an A record aliasing the ALB (free, no TTL to wait out); cname: for anything else.
 PORTAL_ROUTE53_RECORD = env.choice("PORTAL_ROUTE53_RECORD", ("alias", "cname"), "alias")
@@ -211,7 +212,7 @@ if PORTAL_DNS == "route53":
         "PORTAL_DNS=route53 needs PORTAL_RUNTIME=kubernetes (the local runtime has no LB)",
     )
 
-PORTAL_REPORTS = env.choice("PORTAL_REPORTS", ("file", "s3"), "file")
+PORTAL_REPORTS = env.choice("PORTAL_REPORTS", backend_names("storage"), "file")
 PORTAL_S3_BUCKET = env.text("PORTAL_S3_BUCKET")
 if PORTAL_REPORTS == "s3":
     env.require("PORTAL_S3_BUCKET", PORTAL_S3_BUCKET, "when PORTAL_REPORTS=s3")
@@ -221,7 +222,7 @@ AWS_REGION = env.text("AWS_REGION")
 PORTAL_REPORT_LINK_HOURS = env.number("PORTAL_REPORT_LINK_HOURS", 168, minimum=0.01)
 env.refuse_unless(PORTAL_REPORT_LINK_HOURS <= 168, "PORTAL_REPORT_LINK_HOURS is at most 168")
 
-PORTAL_NOTIFY = env.choice("PORTAL_NOTIFY", ("log", "slack"), "log")
+PORTAL_NOTIFY = env.choice("PORTAL_NOTIFY", backend_names("notify"), "log")
 SLACK_BOT_TOKEN = env.text("SLACK_BOT_TOKEN")
 PORTAL_SLACK_CHANNEL = env.text("PORTAL_SLACK_CHANNEL")
 PORTAL_SLACK_API_URL = env.text("PORTAL_SLACK_API_URL", "https://slack.com/api/")

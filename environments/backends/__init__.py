@@ -10,6 +10,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
+from environments.implementations import IMPLEMENTATIONS
+
 
 class BackendError(Exception):
     """A backend failed; `retryable` says whether trying the same thing again can help."""
@@ -17,45 +19,6 @@ class BackendError(Exception):
     def __init__(self, message: str, *, retryable: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
-
-
-IMPLEMENTATIONS: dict[str, tuple[str, dict[str, str]]] = {
-    "runtime": (
-        "PORTAL_RUNTIME",
-        {
-            "local": "environments.backends.runtime.local.LocalRuntime",
-            "kubernetes": "environments.backends.runtime.kubernetes.KubernetesRuntime",
-        },
-    ),
-    "pool": (
-        "PORTAL_DB_POOL",
-        {
-            "sqlite": "environments.backends.pool.sqlite.SqlitePool",
-            "mysql": "environments.backends.pool.mysql.MysqlPool",
-        },
-    ),
-    "dns": (
-        "PORTAL_DNS",
-        {
-            "none": "environments.backends.dns.none.NoDns",
-            "route53": "environments.backends.dns.route53.Route53Dns",
-        },
-    ),
-    "storage": (
-        "PORTAL_REPORTS",
-        {
-            "file": "environments.backends.storage.file.FileReports",
-            "s3": "environments.backends.storage.s3.S3Reports",
-        },
-    ),
-    "notify": (
-        "PORTAL_NOTIFY",
-        {
-            "log": "environments.backends.notify.log.LogNotifier",
-            "slack": "environments.backends.notify.slack.SlackNotifier",
-        },
-    ),
-}
 
 
 @cache

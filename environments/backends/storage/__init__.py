@@ -15,3 +15,8 @@ class Reports(ABC):
     def url(self, key: str) -> str:
         """An absolute link that opens the report without a portal session and expires after
         PORTAL_REPORT_LINK_HOURS, like a link pasted in Slack should."""
+
+    def link_valid(self, key: str, signature: str) -> bool:
+        """Whether the portal's report view may serve `key` to this link's holder: only for a
+        backend whose links point at the portal."""
+        return False

@@ -43,16 +43,16 @@ class FileReports(Reports):
         query = urlencode({"signature": signature})
         return f"{settings.PORTAL_BASE_URL}{reverse('report', args=[key])}?{query}"
 
+    def link_valid(self, key: str, signature: str) -> bool:
+        """The link to `key` was signed by this portal less than PORTAL_REPORT_LINK_HOURS
+        ago."""
+        try:
+            _signer().unsign(f"{key}{SEP}{signature}",
+                             max_age=timedelta(hours=settings.PORTAL_REPORT_LINK_HOURS))
+        except signing.BadSignature:  # SignatureExpired included
+            return False
+        return True
+
 
 def _signer() -> signing.TimestampSigner:
     return signing.TimestampSigner(salt="preview-portal.report-link", sep=SEP)
-
-
-def signature_valid(key: str, signature: str) -> bool:
-    """The link to `key` was signed by this portal less than PORTAL_REPORT_LINK_HOURS ago."""
-    try:
-        _signer().unsign(f"{key}{SEP}{signature}",
-                         max_age=timedelta(hours=settings.PORTAL_REPORT_LINK_HOURS))
-    except signing.BadSignature:  # SignatureExpired included
-        return False
-    return True
