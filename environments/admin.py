@@ -19,6 +19,7 @@ from environments.models import (
     Project,
     Run,
     RunStep,
+    SsoIdentity,
     UserQuota,
     WebhookDelivery,
 )
@@ -276,3 +277,40 @@ class UserQuotaAdmin(admin.ModelAdmin):
     list_display = ("user", "max_live_environments")
     list_select_related = ("user",)
     autocomplete_fields = ("user",)
+
+
+@admin.register(SsoIdentity)
+class SsoIdentityAdmin(admin.ModelAdmin):
+    """Where the roles of a person who signs in through the identity provider came from. Set at
+    each of their sign-ins, so read-only here: change their groups at the provider."""
+
+    list_display = ("user", "role_sources", "groups_list", "synced_at", "subject")
+    list_select_related = ("user",)
+    search_fields = ("user__username", "subject")
+    fields = ("user", "issuer", "subject", "role_sources", "groups_list", "synced_at")
+    readonly_fields = fields
+
+    @admin.display(description="roles (from the provider groups)")
+    def role_sources(self, identity: SsoIdentity) -> str:
+        return "; ".join(f"{role} ← {', '.join(groups)}"
+                         for role, groups in sorted(identity.roles.items())) or "none"
+
+    @admin.display(description="provider groups at the last sign-in")
+    def groups_list(self, identity: SsoIdentity) -> str:
+        return ", ".join(identity.groups) or "none"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest,
+                              obj: SsoIdentity | None = None) -> bool:
+        return False
+
+    # The portal's admins read it without Django permissions, as they edit projects.
+    def has_view_permission(self, request: HttpRequest, obj: SsoIdentity | None = None) -> bool:
+        return roles.ADMIN in roles.roles_of(request.user) or super().has_view_permission(
+            request, obj)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return roles.ADMIN in roles.roles_of(request.user) or super().has_module_permission(
+            request)

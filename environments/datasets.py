@@ -217,6 +217,13 @@ def restore_slot(slot_id: int) -> None:
         pk=slot_id, state=SlotState.RESTORING).first()
     if slot is None or slot.dataset is None:
         return
+    # A newer version became current since the slot was claimed (the older template is gone).
+    version = current(slot.dataset.project) or slot.dataset
+    if version != slot.dataset:
+        if not DbSlot.objects.filter(pk=slot.pk, state=SlotState.RESTORING,
+                                     dataset=slot.dataset).update(dataset=version):
+            return
+        slot.dataset = version
     try:
         _copy(slot, slot.dataset, lambda _text: None)
     except BackendError as exc:

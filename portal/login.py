@@ -1,15 +1,18 @@
 """Password logins, throttled against guessing: after FAILURES failed attempts for one user name
 from one address within WINDOW seconds, further attempts are refused (the right password too)
 until the oldest failure is WINDOW old. Kept in the cache (Redis when REDIS_URL is set, so all
-web processes share it), the portal's login page and the admin's alike."""
+web processes share it), the portal's login page and the admin's alike. With PORTAL_LOCAL_LOGIN=0
+only superusers sign in with a password."""
 
 import hashlib
 import math
 from time import time
 from typing import Any
 
+from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
@@ -41,14 +44,25 @@ class Throttled:
         return cleaned
 
 
-class LoginForm(Throttled, AuthenticationForm):
+class LocalLoginSwitch:
+    """PORTAL_LOCAL_LOGIN=0: passwords are for superusers only (the break-glass account from
+    createsuperuser); everyone else signs in through the identity provider."""
+
+    def confirm_login_allowed(self, user: AbstractBaseUser) -> None:
+        super().confirm_login_allowed(user)  # type: ignore[misc]
+        if not settings.PORTAL_LOCAL_LOGIN and not user.is_superuser:
+            raise ValidationError("Password sign-in is switched off: sign in through the "
+                                  "identity provider.", code="local_login_off")
+
+
+class LoginForm(Throttled, LocalLoginSwitch, AuthenticationForm):
     error_messages = {
         **AuthenticationForm.error_messages,
         "invalid_login": "Your user name and password did not match. Please try again.",
     }
 
 
-class AdminLoginForm(Throttled, AdminAuthenticationForm):
+class AdminLoginForm(Throttled, LocalLoginSwitch, AdminAuthenticationForm):
     pass
 
 

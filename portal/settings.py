@@ -99,6 +99,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "portal.oidc.Backend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
@@ -233,6 +237,34 @@ if PORTAL_NOTIFY == "slack":
 PORTAL_GITHUB_WEBHOOK_SECRET = env.text("PORTAL_GITHUB_WEBHOOK_SECRET")
 PORTAL_GITHUB_TOKEN = env.text("PORTAL_GITHUB_TOKEN")
 PORTAL_GITHUB_API_URL = env.text("PORTAL_GITHUB_API_URL", "https://api.github.com")
+
+# Single sign-on through an OpenID Connect provider (portal/oidc.py); no issuer: local accounts.
+PORTAL_OIDC_ISSUER = env.text("PORTAL_OIDC_ISSUER")
+PORTAL_OIDC_CLIENT_ID = env.text("PORTAL_OIDC_CLIENT_ID")
+PORTAL_OIDC_CLIENT_SECRET = env.text("PORTAL_OIDC_CLIENT_SECRET")
+PORTAL_OIDC_GROUPS_CLAIM = env.text("PORTAL_OIDC_GROUPS_CLAIM", "groups")
+PORTAL_OIDC_ROLE_MAP = env.json_object("PORTAL_OIDC_ROLE_MAP", {})
+PORTAL_OIDC_SCOPES = env.text("PORTAL_OIDC_SCOPES", "openid email profile")
+PORTAL_OIDC_NAME = env.text("PORTAL_OIDC_NAME")  # the login button's; empty: the issuer's host
+PORTAL_LOCAL_LOGIN = env.flag("PORTAL_LOCAL_LOGIN", True)
+# The role names of environments/roles.py (not importable before the apps are loaded).
+env.refuse_unless(set(PORTAL_OIDC_ROLE_MAP.values()) <= {"developer", "qa", "admin"},
+                  "PORTAL_OIDC_ROLE_MAP maps groups to developer, qa or admin only, not "
+                  f"{sorted(set(PORTAL_OIDC_ROLE_MAP.values()) - {'developer', 'qa', 'admin'})}")
+if PORTAL_OIDC_ISSUER:
+    env.require("PORTAL_OIDC_CLIENT_ID", PORTAL_OIDC_CLIENT_ID, "with PORTAL_OIDC_ISSUER")
+    env.refuse_unless(bool(PORTAL_OIDC_ROLE_MAP), "PORTAL_OIDC_ROLE_MAP must map at least one "
+                      "group to a role with PORTAL_OIDC_ISSUER: everyone would be refused")
+env.refuse_unless(PORTAL_LOCAL_LOGIN or bool(PORTAL_OIDC_ISSUER),
+                  "PORTAL_LOCAL_LOGIN=0 needs PORTAL_OIDC_ISSUER: only superusers could sign in")
+# mozilla-django-oidc's own; the endpoints come from discovery (portal/oidc.py).
+OIDC_RP_CLIENT_ID = PORTAL_OIDC_CLIENT_ID
+OIDC_RP_CLIENT_SECRET = PORTAL_OIDC_CLIENT_SECRET
+OIDC_RP_SCOPES = PORTAL_OIDC_SCOPES
+OIDC_RP_SIGN_ALGO = "RS256"
+OIDC_USE_PKCE = True
+OIDC_TOKEN_USE_BASIC_AUTH = True  # client_secret_basic: what providers accept by default
+OIDC_TIMEOUT = 10
 
 # How long a worker's claim on a run lasts without a heartbeat (one is sent at every step);
 # after that another worker may take the run over and resume it.

@@ -329,6 +329,21 @@ def test_a_new_version_rewarms_free_slots_while_a_leased_slot_keeps_its_version(
     assert str(DbSlot.objects.get(environment=other).dataset) == "demo v2"
 
 
+def test_a_restore_asked_for_an_older_version_copies_the_current_one(
+        demo_project, pool_of, settings):
+    pool_of(1)
+    first = upload(demo_project, demo.dataset_sql(dialect(settings), 10))
+    slot = DbSlot.objects.get()
+    # Claimed for v1, its task not run yet when v2 becomes current (and v1's template goes).
+    DbSlot.objects.filter(pk=slot.pk).update(state=SlotState.RESTORING, dataset=first)
+    upload(demo_project, demo.dataset_sql(dialect(settings), 20))
+
+    datasets.restore_slot(slot.pk)
+
+    assert states() == {slot.name: (SlotState.WARM, "demo v2")}
+    assert slot_rows(DbSlot.objects.get()) == [(20,)]
+
+
 # What a dump may not do: the MySQL pool restores as a user whose rights end at its database.
 
 @pytest.mark.parametrize("statement", [
