@@ -243,9 +243,10 @@ class AuditEventAdmin(admin.ModelAdmin):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    # The digest stays hidden; a token is created with create_api_token and shown once.
-    list_display = ("prefix", "user", "name", "created_at", "last_used_at")
-    fields = ("prefix", "user", "name", "created_at", "last_used_at")
+    # The digest stays hidden; a token is made on the API tokens page (or with create_api_token)
+    # and shown once.
+    list_display = ("prefix", "user", "name", "created_at", "last_used_at", "expires_at")
+    fields = ("prefix", "user", "name", "created_at", "last_used_at", "expires_at")
     readonly_fields = ("prefix", "user", "created_at", "last_used_at")
     list_select_related = ("user",)
 

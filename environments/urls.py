@@ -1,6 +1,6 @@
 from django.urls import path
 
-from environments import views
+from environments import token_views, views
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
@@ -23,4 +23,7 @@ urlpatterns = [
     path("health", views.health, name="health"),
     path("health/reconcile", views.health_reconcile, name="health_reconcile"),
     path("reports/<path:key>", views.report, name="report"),
+    path("tokens", token_views.token_list, name="tokens"),
+    path("tokens/new", token_views.token_create, name="token_create"),
+    path("tokens/<int:pk>/revoke", token_views.token_revoke, name="token_revoke"),
 ]
