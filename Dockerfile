@@ -20,8 +20,9 @@ COPY examples examples
 
 FROM ${BASE}
 # git: the pipeline resolves branches and commits of the projects' repositories with it.
+# mariadb-client: the MySQL pool restores and copies datasets with mariadb and mariadb-dump.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends git \
+    && apt-get install -y --no-install-recommends git mariadb-client \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home --home-dir /app portal \
     && install -d -o portal -g portal /var/lib/preview-portal

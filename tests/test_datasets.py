@@ -423,6 +423,17 @@ def test_the_pool_page_splits_the_pool_by_project_and_dataset_version(
     assert re.search(rf'data-slot="{leased.name}">.*?data-dataset>demo v1<', page, re.S)
 
 
+def test_the_pool_api_counts_warm_slots_and_names_each_slots_dataset(
+        demo_project, qa, settings):
+    pool_with_two_versions(demo_project, settings)
+
+    body = call(Client(), "get", "/pool", tokens.create(qa, "qa")).json()
+
+    assert (body["free"], body["warm"], body["restoring"], body["leased"]) == (1, 2, 0, 1)
+    assert sorted(slot["dataset"] or "-" for slot in body["slots"]) == [
+        "-", "-", "demo v1", "demo v2", "demo v2"]
+
+
 def test_the_pool_page_in_chromium(demo_project, admin, settings, http_portal, tmp_path,
                                    request: pytest.FixtureRequest):
     from playwright.sync_api import expect
