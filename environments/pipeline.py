@@ -18,7 +18,6 @@ from environments import (
     datasets,
     dbpool,
     git,
-    github_status,
     lifecycle,
     naming,
     redact,
@@ -27,6 +26,7 @@ from environments import (
 from environments.backends import BackendError, get
 from environments.backends.notify import Notice
 from environments.backends.runtime import ComponentSpec, Target
+from environments.github import statuses
 from environments.models import (
     DbSlot,
     Environment,
@@ -374,7 +374,7 @@ def execute(run: Run, worker: str) -> None:
 
 
 def _tell_github(run: Run) -> None:
-    github_status.publish(run, portal_url(run.environment), lambda text: _log_on_run(run, text))
+    statuses.publish(run, portal_url(run.environment), lambda text: _log_on_run(run, text))
 
 
 def _log_on_run(run: Run, text: str) -> None:

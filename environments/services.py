@@ -14,9 +14,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from environments import audit, git, github_status, lifecycle, naming, roles
+from environments import audit, git, lifecycle, naming, roles
 from environments.audit import User
 from environments.backends import BackendError, get
+from environments.github import statuses
 from environments.models import (
     PULL_REQUEST_TITLE_CHARS,
     QA_NOTE_CHARS,
@@ -465,7 +466,7 @@ def qa_signoff(environment: Environment, state: str, note: str, *, actor: User,
     for name, value in fields.items():
         setattr(environment, name, value)
     problems: list[str] = []
-    github_status.publish_qa(environment, problems.append)
+    statuses.publish_qa(environment, problems.append)
     thread = environment.runs.exclude(notify_ref="").values_list("notify_ref", flat=True).first()
     label = QaState(state).label
     text = f"{environment}: QA {label} by {fields['qa_by']} at {deployed[:7]}" + (

@@ -10,13 +10,13 @@ from django.utils import timezone
 from environments import (
     datasets,
     dbpool,
-    github_status,
     lifecycle,
     pipeline,
     reconciler,
     services,
 )
 from environments.backends import BackendError, get
+from environments.github import statuses
 from environments.models import DbSlot, Interface, SlotState
 from portal import logs
 
@@ -84,7 +84,7 @@ def expire_environments() -> None:
         with suppress(BackendError):
             notifier.send(pipeline.expiry_notice(environment))
         with suppress(BackendError):
-            github_status.warn_expiry(environment)
+            statuses.warn_expiry(environment)
     services.expire(now)
 
 

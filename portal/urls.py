@@ -2,8 +2,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from environments import webhooks
 from environments.api import api
+from environments.github import webhooks
 from portal import login, sign_in
 
 # The admin's own login page is a way in too: throttled the same.

@@ -12,7 +12,7 @@ import pytest
 from django.db import connection
 
 from environments import demo, git, probes
-from environments.backends.github import GitHub
+from environments.github.client import GitHub
 from environments.models import AuditEvent, Environment, LogLine, Run
 from tests.commits import commit_on
 from tests.deliveries import REPOSITORY, deliver, fixture, pointed_at

@@ -44,3 +44,11 @@ def test_a_backend_the_registry_lacks_is_refused_naming_the_registered_ones(conc
 
     assert started.returncode == 1
     assert f"{setting} must be one of {', '.join(choices)}, not 'nonesuch'" in started.stderr
+
+
+def test_the_webhook_calls_services_and_never_github_itself() -> None:
+    """What GitHub is asked or told on a delivery's behalf is the commands' and statuses'."""
+    imported = imported_modules(ROOT / "environments" / "github" / "webhooks.py")
+
+    assert "environments.github.client" not in imported
+    assert "environments.services" in imported

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from environments import naming, tasks
 from environments.backends import BackendError
-from environments.backends.github import GitHub
+from environments.github.client import GitHub
 from environments.models import (
     AuditEvent,
     Environment,

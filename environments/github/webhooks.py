@@ -1,7 +1,5 @@
-"""POST /webhooks/github: pull requests launch, redeploy and tear down their environments, a
-reply `/preview extend 2d` on a pull request extends its environment, and `/preview deploy`
-deploys its head (a fork's once, at that commit, without the project's env values: its next
-push waits for another `/preview deploy`).
+"""POST /webhooks/github: pull requests launch, redeploy and tear down their environments;
+a comment on one may carry a command (github/commands.py: `/preview extend`, `/preview deploy`).
 
 Nothing of a delivery is parsed before its signature checks out. To know which project's secret
 applies one would have to read the repository from the body, so instead the raw body is checked
@@ -23,7 +21,6 @@ import hashlib
 import hmac
 import json
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -35,9 +32,10 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from environments import audit, crypto, github_status, services
+from environments import audit, crypto, services
 from environments.backends import BackendError
-from environments.backends.github import GitHub
+from environments.github import commands, events, statuses
+from environments.github.events import Outcome, Prepared, PullRequest, PullRequestComment
 from environments.models import Environment, Interface, Project, RunKind, WebhookDelivery
 from environments.refused import Refused
 
@@ -45,18 +43,6 @@ logger = logging.getLogger("preview_portal.webhooks")
 
 KEEP_DELIVERIES = timedelta(days=30)
 DEPLOY_ACTIONS = frozenset({"opened", "reopened", "ready_for_review", "synchronize"})
-# `/preview extend 2d`: hours or days; the number's length only keeps the arithmetic sane, the
-# cap (PORTAL_ENV_MAX_TTL_HOURS) is what limits the extension.
-EXTEND = re.compile(re.escape(github_status.EXTEND_COMMAND) + r"\b[ \t]*(?P<amount>\S*)")
-DEPLOY_COMMAND = "/preview deploy"
-DEPLOY = re.compile(re.escape(DEPLOY_COMMAND) + r"\b")
-AMOUNT = re.compile(r"(?P<number>[1-9]\d{0,4})(?P<unit>[hd])")
-WRITE_ACCESS = frozenset({"admin", "maintain", "write"})
-# What GitHub allows in a user's login; anything else (a bot's "name[bot]") has no write access
-# to check and must not reach a URL path.
-LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")
-
-Outcome = tuple[int, dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -68,36 +54,6 @@ class Trust:
 
     def covers(self, project: Project) -> bool:
         return project.pk in self.projects if project.webhook_secret else self.portal
-
-
-@dataclass(frozen=True)
-class PullRequest:
-    repository: str
-    number: int
-    action: str
-    branch: str
-    sha: str
-    draft: bool
-    from_fork: bool
-    title: str
-
-
-@dataclass(frozen=True)
-class PullRequestComment:
-    repository: str
-    number: int
-    action: str
-    body: str
-    login: str
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """What a delivery does, its questions to git and GitHub answered: `apply` runs in the
-    delivery's transaction; `reply` (a comment on the pull request) once that is committed."""
-
-    apply: Callable[[WebhookDelivery], Outcome]
-    reply: Callable[[str], None] | None = None
 
 
 @csrf_exempt
@@ -184,8 +140,8 @@ def handle(event: str, delivery_id: str, digest: str, payload: dict[str, Any],
     earlier = WebhookDelivery.objects.filter(Q(delivery_id=delivery_id) | Q(digest=digest)).first()
     if earlier is not None:
         return _duplicate(earlier.delivery_id)
-    pull_request = _pull_request(payload) if event == "pull_request" else None
-    comment = _pull_request_comment(payload) if event == "issue_comment" else None
+    pull_request = events.pull_request(payload) if event == "pull_request" else None
+    comment = events.pull_request_comment(payload) if event == "issue_comment" else None
     number = pull_request.number if pull_request else comment.number if comment else None
     prepared = _prepare(event, payload, pull_request, comment, trust)
     with transaction.atomic():
@@ -194,7 +150,7 @@ def handle(event: str, delivery_id: str, digest: str, payload: dict[str, Any],
                 delivery = WebhookDelivery.objects.create(
                     delivery_id=delivery_id, digest=digest, event=event,
                     action=str(payload.get("action") or "")[:50],
-                    repository=_repository(payload).lower()[:200],
+                    repository=events.repository(payload).lower()[:200],
                     pull_request=number,
                 )
         except IntegrityError:  # the same delivery (or body), concurrently
@@ -218,7 +174,7 @@ def _prepare(event: str, payload: dict[str, Any], pull_request: PullRequest | No
     if pull_request is not None:
         return _prepare_pull_request(pull_request, trust)
     if event == "issue_comment":
-        return _prepare_comment(comment, trust)
+        return commands.prepare(comment, lambda repository: _trusted_projects(repository, trust))
     return Prepared(lambda delivery: (
         200, {"status": "ignored", "detail": f"{event} events are not used"}))
 
@@ -246,7 +202,7 @@ def _duplicate(delivery_id: str) -> JsonResponse:
 
 
 def _pong(payload: dict[str, Any]) -> dict[str, Any]:
-    repository = _repository(payload)
+    repository = events.repository(payload)
     projects = list(_projects(repository).values_list("name", flat=True))
     result: dict[str, Any] = {"status": "pong", "projects": projects}
     if not projects:
@@ -268,14 +224,14 @@ def _prepare_pull_request(pull_request: PullRequest, trust: Trust) -> Prepared:
     if action not in DEPLOY_ACTIONS:
         return Prepared(lambda delivery: (
             200, {"status": "ignored", "detail": f"pull_request {action} is not used"}))
-    if _closed_earlier(pull_request):
+    if events.closed_earlier(pull_request):
         return Prepared(lambda delivery: _ignored_as_closed(pull_request))
     plans = [(project, _deploy_plan(project, pull_request)) for project in trusted]
     held = _held_for_approval(trusted, pull_request)
 
     def apply(delivery: WebhookDelivery) -> Outcome:
         # Again: a `closed` delivery may have been recorded while git was asked.
-        if _closed_earlier(pull_request):
+        if events.closed_earlier(pull_request):
             return _ignored_as_closed(pull_request)
         status, result = _accepted([_deploy(project, pull_request, plan)
                                     for project, plan in plans])
@@ -283,7 +239,7 @@ def _prepare_pull_request(pull_request: PullRequest, trust: Trust) -> Prepared:
             result["reply"] = _held_text(pull_request, held)
         return status, result
 
-    return Prepared(apply, _reply_on(pull_request.repository, pull_request.number)
+    return Prepared(apply, statuses.reply_on(pull_request.repository, pull_request.number)
                     if held else None)
 
 
@@ -298,18 +254,6 @@ def _accepted(results: list[dict[str, Any]]) -> Outcome:
                                     "results": results}
 
 
-def _closed_earlier(pull_request: PullRequest) -> bool:
-    """Delivered out of order: deploying now would leave an environment for a closed pull
-    request running until it expires."""
-    if pull_request.action == "reopened":
-        return False
-    last = WebhookDelivery.objects.filter(
-        repository=pull_request.repository.lower(), pull_request=pull_request.number,
-        action__in=("closed", "reopened"),
-    ).order_by("-id").first()
-    return last is not None and last.action == "closed"
-
-
 def _ignored_as_closed(pull_request: PullRequest) -> Outcome:
     return 200, {"status": "ignored",
                  "detail": f"pull request #{pull_request.number} was closed by an earlier "
@@ -320,8 +264,9 @@ def _deploy_plan(project: Project, pull_request: PullRequest) -> services.Target
     """The checked commit to deploy for the project, or why it is skipped."""
     if pull_request.from_fork and not project.deploy_forks:
         return ("from a fork: its code would run with this project's database and settings "
-                f"(the project's deploy_forks allows it; `{DEPLOY_COMMAND}` from someone with "
-                "write access deploys its head once)")
+                "(the project's deploy_forks allows it; "
+                f"`{commands.DEPLOY_COMMAND}` from someone with write access deploys its head "
+                "once)")
     live = Environment.objects.active().filter(project=project, branch=pull_request.branch)
     if pull_request.draft and not project.deploy_drafts and not live.exists():
         return "a draft (the project's deploy_drafts allows it)"
@@ -349,16 +294,7 @@ def _held_text(pull_request: PullRequest, held: list[Environment]) -> str:
                          for e in held)
     return (f"{pull_request.sha[:12]} was pushed from a fork and is not deployed: {previews}. "
             f"A fork's commit is deployed only when someone with write access approves it: "
-            f"comment `{DEPLOY_COMMAND}` to deploy this one.")
-
-
-def _reply_on(repository: str, number: int, login: str = "") -> Callable[[str], None] | None:
-    """Posts a reply on the pull request (addressed to `login`); None without a GitHub token."""
-    github = github_status.client()
-    if github is None:
-        return None
-    mention = f"@{login} " if login else ""
-    return lambda text: github.create_comment(repository, number, mention + text)
+            f"comment `{commands.DEPLOY_COMMAND}` to deploy this one.")
 
 
 def _current_commit(environment: Environment | None) -> str:
@@ -396,7 +332,7 @@ def _trusted_projects(repository: str, trust: Trust) -> list[Project]:
     projects = list(_projects(repository))
     if not projects:
         raise Refused(f"no project has github_repository {repository!r}", 404,
-                               {"repository": repository})
+                      {"repository": repository})
     trusted = [p for p in projects if trust.covers(p)]
     if not trusted:
         raise Refused(
@@ -405,209 +341,7 @@ def _trusted_projects(repository: str, trust: Trust) -> list[Project]:
     return trusted
 
 
-# issue_comment events: `/preview extend <N>h|d` and `/preview deploy` on a pull request.
-
-def _prepare_comment(comment: PullRequestComment | None, trust: Trust) -> Prepared:
-    text = comment.body.lstrip() if comment and comment.action == "created" else ""
-    extend, deploy = EXTEND.match(text), DEPLOY.match(text)
-    if comment is None or not (extend or deploy):
-        return Prepared(lambda delivery: (
-            200, {"status": "ignored",
-                  "detail": f"only new `{github_status.EXTEND_COMMAND} <N>h|d` and "
-                            f"`{DEPLOY_COMMAND}` comments on pull requests are used"}))
-    trusted = _trusted_projects(comment.repository, trust)
-    github = github_status.client()
-    if github is None:
-        command = github_status.EXTEND_COMMAND if extend else DEPLOY_COMMAND
-        raise Refused(
-            f"{command} needs PORTAL_GITHUB_TOKEN, to check the commenter's access and to "
-            "reply", 503)
-    apply = (_prepare_extend(comment, extend["amount"], trusted, github) if extend
-             else _prepare_deploy(comment, trusted, github))
-    return Prepared(apply, _reply_on(comment.repository, comment.number, comment.login))
-
-
-def _prepare_extend(comment: PullRequestComment, amount: str, projects: list[Project],
-                    github: GitHub) -> Callable[[WebhookDelivery], Outcome]:
-    """An extend command's effect: (HTTP status, result with the reply on the pull request)."""
-    found = AMOUNT.fullmatch(amount)
-    if found is None:
-        return lambda delivery: (200, {"status": "refused", "reply": (
-            f"`{amount or '(nothing)'}` is not a duration: reply for example "
-            f"`{github_status.EXTEND_COMMAND} 2d`, `12h` or `3d`.")})
-    if not _can_write(github, comment):
-        return lambda delivery: (403, {"status": "refused", "reply": (
-            "only people with write access to the repository can extend its previews; "
-            "nothing was changed.")})
-    hours = int(found["number"]) * (24 if found["unit"] == "d" else 1)
-    return lambda delivery: _extend(comment, hours, projects)
-
-
-def _prepare_deploy(comment: PullRequestComment, projects: list[Project],
-                    github: GitHub) -> Callable[[WebhookDelivery], Outcome]:
-    """A deploy command's effect: the pull request's head as GitHub has it now, checked."""
-    if not _can_write(github, comment):
-        return lambda delivery: (403, {"status": "refused", "reply": (
-            "only people with write access to the repository can deploy its pull requests' "
-            "previews; nothing was deployed.")})
-    pull_request = _pull_request_now(github, comment)
-    if pull_request is None:
-        return lambda delivery: (200, {"status": "ignored", "reply": (
-            "this pull request is closed; nothing was deployed.")})
-    plans = [(project, _approved_plan(project, pull_request)) for project in projects]
-
-    def apply(delivery: WebhookDelivery) -> Outcome:
-        if _closed_earlier(pull_request):
-            return 200, {"status": "ignored",
-                         "reply": "this pull request is closed; nothing was deployed."}
-        done = [_deploy_approved(project, pull_request, plan, comment.login)
-                for project, plan in plans]
-        environments = [pk for pk, _line in done if pk is not None]
-        return (202 if environments else 200), {
-            "status": "accepted" if environments else "ignored", "environments": environments,
-            "commit": pull_request.sha, "reply": "\n".join(line for _pk, line in done)}
-
-    return apply
-
-
-def _pull_request_now(github: GitHub, comment: PullRequestComment) -> PullRequest | None:
-    """The pull request commented on, read as a delivery of it would be; None when closed."""
-    try:
-        found = github.pull_request(comment.repository, comment.number)
-    except BackendError as exc:
-        raise Refused(f"could not read pull request #{comment.number} of "
-                               f"{comment.repository}: {exc}", 502) from exc
-    if found.get("state") != "open":
-        return None
-    return _pull_request({"action": "deploy", "number": comment.number,
-                          "repository": {"full_name": comment.repository},
-                          "pull_request": found})
-
-
-def _approved_plan(project: Project, pull_request: PullRequest) -> services.Target | str:
-    """The commit to deploy, or why not (said in the reply)."""
-    try:
-        return services.check_pull_request_head(project, pull_request.branch, pull_request.sha,
-                                                approved=pull_request.from_fork)
-    except Refused as refused:
-        return str(refused)
-
-
-def _deploy_approved(project: Project, pull_request: PullRequest, plan: services.Target | str,
-                     login: str) -> tuple[int | None, str]:
-    """(the environment deployed, the reply's line about it)."""
-    name = f"`{project.name}` preview"
-    if isinstance(plan, str):
-        return None, f"the {name} was not deployed: {plan}."
-    fork = pull_request.from_fork and not project.deploy_forks
-    try:
-        # A fork's approval is for this commit: relaunched after a teardown, its branch would
-        # be checked as if nobody had approved it, so a teardown under way refuses it instead.
-        environment = services.launch_target(
-            project, plan, actor=None, interface=Interface.WEBHOOK,
-            pull_request=pull_request.number, after_teardown=not fork,
-            approved_by=login if fork else "",
-        )
-    except Refused as refused:
-        return None, f"the {name} was not deployed: {refused}."
-    if not fork:
-        return environment.pk, f"the {name} is deploying {plan.commit[:12]}."
-    return environment.pk, (
-        f"the {name} is deploying this fork's commit {plan.commit[:12]}, once, without the "
-        f"project's env values. A new push is not deployed until someone with write access "
-        f"comments `{DEPLOY_COMMAND}` again.")
-
-
-def _extend(comment: PullRequestComment, hours: int, projects: list[Project]) -> Outcome:
-    environments = list(Environment.objects.active().filter(
-        project__in=projects, pull_request=comment.number).select_related("project"))
-    if not environments:
-        return 200, {"status": "ignored",
-                     "reply": "this pull request has no live preview to extend."}
-    lines = [_extend_one(environment, hours, comment.login) for environment in environments]
-    return 200, {"status": "accepted", "environments": [e.pk for e in environments],
-                 "reply": "\n".join(lines)}
-
-
-def _can_write(github: GitHub, comment: PullRequestComment) -> bool:
-    if not LOGIN.fullmatch(comment.login):
-        return False
-    try:
-        return github.permission(comment.repository, comment.login) in WRITE_ACCESS
-    except BackendError as exc:
-        raise Refused(f"could not check {comment.login}'s access to "
-                               f"{comment.repository}: {exc}", 502) from exc
-
-
-def _extend_one(environment: Environment, hours: int, login: str) -> str:
-    name = f"`{environment.project.name}` preview"
-    try:
-        capped = services.extend_for_github_user(environment, login=login, hours=hours)
-    except Refused as refused:
-        return f"the {name} was not extended: {refused}."
-    cut = (f" (the most allowed: {github_status.hours_text(settings.PORTAL_ENV_MAX_TTL_HOURS)} "
-           "from now)" if capped else "")
-    return f"the {name} now expires at **{github_status.when(environment.expires_at)}**{cut}."
-
-
-# Reading payloads (valid JSON may still lack what GitHub always sends).
-
 def _projects(repository: str) -> QuerySet[Project]:
     if not repository:  # iexact="" would match every project without a repository
         return Project.objects.none()
     return Project.objects.filter(github_repository__iexact=repository)
-
-
-def _repository(payload: dict[str, Any]) -> str:
-    return _text(payload, "repository", "full_name", required=False)
-
-
-def _pull_request(payload: dict[str, Any]) -> PullRequest:
-    number = _field(payload, "number")
-    if not isinstance(number, int) or isinstance(number, bool) or number < 1:
-        raise Refused("the payload has no pull request number", 400)
-    repository = _text(payload, "repository", "full_name")
-    head_repository = _field(payload, "pull_request", "head", "repo", "full_name")
-    base_repository = _text(payload, "pull_request", "base", "repo", "full_name")
-    # A fork's branch is not in the project's repository (and may share a name with one that
-    # is): GitHub keeps every pull request's head at refs/pull/<n>/head of the base repository.
-    from_fork = (not isinstance(head_repository, str)
-                 or head_repository.lower() != base_repository.lower())
-    branch = f"pull/{number}/head" if from_fork else _text(payload, "pull_request", "head", "ref")
-    return PullRequest(
-        repository=repository, number=number, action=_text(payload, "action"), branch=branch,
-        sha=_text(payload, "pull_request", "head", "sha"),
-        draft=_field(payload, "pull_request", "draft") is True, from_fork=from_fork,
-        title=_text(payload, "pull_request", "title", required=False),
-    )
-
-
-def _pull_request_comment(payload: dict[str, Any]) -> PullRequestComment | None:
-    """The comment, or None when it is on an issue (not a pull request)."""
-    if not isinstance(_field(payload, "issue", "pull_request"), dict):
-        return None
-    number = _field(payload, "issue", "number")
-    if not isinstance(number, int) or isinstance(number, bool) or number < 1:
-        raise Refused("the payload has no issue number", 400)
-    body = _field(payload, "comment", "body")
-    return PullRequestComment(
-        repository=_text(payload, "repository", "full_name"), number=number,
-        action=_text(payload, "action"), body=body if isinstance(body, str) else "",
-        login=_text(payload, "comment", "user", "login"),
-    )
-
-
-def _field(payload: dict[str, Any], *path: str) -> Any:
-    value: Any = payload
-    for key in path:
-        value = value.get(key) if isinstance(value, dict) else None
-    return value
-
-
-def _text(payload: dict[str, Any], *path: str, required: bool = True) -> str:
-    value = _field(payload, *path)
-    if isinstance(value, str) and value:
-        return value
-    if required:
-        raise Refused(f"the payload has no {'.'.join(path)}", 400)
-    return ""

@@ -1,8 +1,8 @@
 """What a pull request shows of its environment: a commit status on the deployed commit, and one
 comment (edited in place by every run) with the URLs, the database, the smoke report, QA's
 sign-off and where the minutes went; QA's sign-off is a commit status `preview/qa` of its own,
-which a branch protection rule can require. Only with PORTAL_GITHUB_TOKEN, for environments of a
-pull request."""
+which a branch protection rule can require; replies to a delivery or a command. Only with
+PORTAL_GITHUB_TOKEN, for environments of a pull request."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from environments.backends import BackendError, get
-from environments.backends.github import GitHub
+from environments.github.client import GitHub
 from environments.models import (
     Environment,
     EnvironmentStatus,
@@ -24,7 +24,7 @@ from environments.models import (
 )
 
 Log = Callable[[str], None]
-EXTEND_COMMAND = "/preview extend"  # a reply on the pull request (environments.webhooks)
+EXTEND_COMMAND = "/preview extend"  # a reply on the pull request (github/commands.py)
 FENCE = "`" * 3  # opens and closes a markdown code block
 QA_CONTEXT = "preview/qa"
 DESCRIPTION_CHARS = 140  # GitHub refuses a longer commit status description
@@ -37,6 +37,15 @@ def client() -> GitHub | None:
     """The API, or None without PORTAL_GITHUB_TOKEN (the portal then tells GitHub nothing)."""
     token = settings.PORTAL_GITHUB_TOKEN
     return GitHub(settings.PORTAL_GITHUB_API_URL, token) if token else None
+
+
+def reply_on(repository: str, number: int, login: str = "") -> Callable[[str], None] | None:
+    """Posts a reply on the pull request (addressed to `login`); None without a GitHub token."""
+    github = client()
+    if github is None:
+        return None
+    mention = f"@{login} " if login else ""
+    return lambda text: github.create_comment(repository, number, mention + text)
 
 
 def publish(run: Run, page_url: str, log: Log) -> None:
