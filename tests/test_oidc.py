@@ -126,7 +126,9 @@ def test_a_role_is_lost_at_the_next_sign_in_after_leaving_its_group(sign_on, acc
     sign_out(page)
 
     accounts.set_accounts(ACCOUNTS | {"bob": ACCOUNTS["bob"] | {"groups": ["qa-team"]}})
-    sign_in(new_page(), sign_on, "bob")
+    page = new_page()
+    sign_in(page, sign_on, "bob")
+    assert shown_roles(page) == ["qa"]
     accounts.set_accounts(ACCOUNTS | {"bob": ACCOUNTS["bob"] | {"groups": ["platform-admins"]}})
     page = new_page()
     sign_in(page, sign_on, "bob")
@@ -245,12 +247,15 @@ def test_the_login_page_offers_the_provider_first_and_passwords_to_superusers_on
 def test_with_local_login_off_a_password_signs_in_a_superuser_only(settings):
     settings.PORTAL_OIDC_ISSUER = "http://127.0.0.1:9"
     settings.PORTAL_LOCAL_LOGIN = False
-    User.objects.create_user("dev", password="pw-dev")
+    User.objects.create_user("dev", password="pw-dev", is_staff=True)
     User.objects.create_superuser("root", password="pw-root")
 
     developer = Client().post(reverse("login"), {"username": "dev", "password": "pw-dev"})
+    at_the_admin = Client().post(reverse("admin:login"),
+                                 {"username": "dev", "password": "pw-dev"})
     superuser = Client().post(reverse("login"), {"username": "root", "password": "pw-root"})
 
     assert developer.status_code == 200
     assert "Password sign-in is switched off" in developer.content.decode()
+    assert "Password sign-in is switched off" in at_the_admin.content.decode()
     assert superuser.status_code == 302
