@@ -65,8 +65,8 @@ def run(args: argparse.Namespace, server: MariaDB, tmp: Path) -> None:
     print(f"dump: {len(dump) / 1e6:.0f} MB, {rows} rows; pool server: MariaDB on loopback; "
           f"portal database: SQLite")
     dbpool.ensure_pool_size(args.slots + 2)
-    project = demo.register(demo.build_repository(tmp / "repo"))
-    leases(project, None, args.leases, "empty slot, no dataset")
+    repository = demo.build_repository(tmp / "repo")
+    project, blank = demo.register(repository), demo.register(repository, name="blank")
 
     version = datasets.upload(project, dump, actor=None, interface=Interface.CLI)
     version.refresh_from_db()
@@ -79,7 +79,8 @@ def run(args: argparse.Namespace, server: MariaDB, tmp: Path) -> None:
     print(f"warm {args.slots} slots (one worker, one after the other): "
           f"{timed(datasets.warm):.1f} s")
     settle(server)
-    leases(project, version.pk, args.leases, f"warm slot, {len(dump) / 1e6:.0f} MB dataset")
+    leases({f"warm slot, {len(dump) / 1e6:.0f} MB dataset": project,
+            "empty slot, no dataset": blank}, args.leases)
 
     newer = dump + b"-- version 2\n"
     rewarm = timed(lambda: datasets.upload(project, newer, actor=None,
@@ -207,30 +208,31 @@ def slot_reset(slot) -> None:
                                              secret=crypto.seal(secret), seeded=False)
 
 
-def leases(project, version_id: int | None, count: int, what: str) -> None:
-    """lease_db's part before the seed: lease, check as the slot's user, give it its dataset
-    (nothing to do for a warm slot); then the slot is given back as it was."""
-    from django_q.conf import Conf
-
+def leases(kinds: dict, count: int) -> None:
+    """lease_db's part before the seed: the project's current dataset, a lease, a check as the
+    slot's user, the dataset (nothing to do for a warm slot); the slot is then given back as
+    it was. Each kind in turn, so that both see the same load on the machine."""
     from environments import datasets, dbpool
     from environments.backends import get
     from environments.models import Environment
 
-    environment = Environment.objects.create(project=project, branch=f"bench/{what}",
-                                             env_key=f"{hash(what) & (2**128 - 1):032x}",
-                                             status="provisioning")
-    timings = []
-    Conf.SYNC = False  # the warm slot's replacement is restored by a worker, not on this path
+    environments = {
+        what: Environment.objects.create(project=project, branch="bench", status="provisioning",
+                                         env_key=f"{hash(what) & (2**128 - 1):032x}")
+        for what, project in kinds.items()}
+    timings: dict[str, list[float]] = {what: [] for what in kinds}
     for _ in range(count):
-        started = time.perf_counter()
-        slot = dbpool.lease_slot(environment, version_id)
-        get("pool").check(slot.name, dbpool.slot_connection(slot).password)
-        datasets.fill_leased(slot, project, lambda _line: None)
-        timings.append(time.perf_counter() - started)
-        dbpool.unlease_slot(slot)
-    Conf.SYNC = True
-    p50, p95 = (percentile(timings, q) * 1000 for q in (0.5, 0.95))
-    print(f"lease of a {what}: p50 {p50:.1f} ms  p95 {p95:.1f} ms ({count} leases)")
+        for what, environment in environments.items():
+            started = time.perf_counter()
+            version = datasets.current(environment.project)
+            slot = dbpool.lease_slot(environment, version.pk if version else None)
+            get("pool").check(slot.name, dbpool.slot_connection(slot).password)
+            datasets.fill_leased(slot, environment.project, lambda _line: None)
+            timings[what].append(time.perf_counter() - started)
+            dbpool.unlease_slot(slot)
+    for what, measured in timings.items():
+        p50, p95 = (percentile(measured, q) * 1000 for q in (0.5, 0.95))
+        print(f"lease of a {what}: p50 {p50:.1f} ms  p95 {p95:.1f} ms ({count} leases)")
 
 
 if __name__ == "__main__":
