@@ -10,7 +10,7 @@ export UV_PYTHON_DOWNLOADS := never
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint venv services k8s-cluster k8s-real-node kustomize clean
+.PHONY: run test lint venv services k8s-cluster k8s-real-node kustomize oidc-provider clean
 
 $(UV):
 	$(PYTHON) -m venv $(CACHE_DIR)/uv-$(UV_VERSION)
@@ -70,9 +70,14 @@ $(KUSTOMIZE):
 	GOBIN=$(dir $(KUSTOMIZE)) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 kustomize: $(KUSTOMIZE)
 
+# The OpenID provider tests/test_oidc.py signs people in through (npm's oidc-provider, locked in
+# tests/oidc/), installed with the machine's node and npm into $(CACHE_DIR) (~10 s cold).
+oidc-provider:
+	CACHE_DIR=$(CACHE_DIR) scripts/oidc-provider-install
+
 # Then the pipeline, lease-concurrency, queue and kill -9 tests again as production runs the portal:
 # DATABASE_URL on a throwaway MariaDB, PORTAL_BROKER=redis on a throwaway redis-server.
-test: venv services k8s-cluster k8s-real-node kustomize lint
+test: venv services k8s-cluster k8s-real-node kustomize oidc-provider lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(PY) scripts/parity-tests
 
