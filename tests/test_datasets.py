@@ -269,6 +269,26 @@ def test_without_a_warm_slot_lease_db_restores_with_progress_in_the_step_log(
     assert slot_rows(DbSlot.objects.get()) == [(ROWS,)]
 
 
+def test_another_projects_warm_slot_is_emptied_before_a_project_without_data_gets_it(
+        either_pool, demo_project, pool_of, settings, demo_repo):
+    pool_of(1)
+    demo_project.warm_slots = 1
+    demo_project.save()
+    upload(demo_project, demo.dataset_sql(dialect(settings), 10))
+    shop = demo.register(demo_repo, name="shop")
+    environment = Environment.objects.create(project=shop, branch="main", env_key="k")
+    lines: list[str] = []
+
+    slot = dbpool.lease_slot(environment)  # the only slot, warm with demo's data
+    datasets.fill_leased(slot, shop, lines.append)
+
+    assert lines == [f"emptied {slot.name} of dataset demo v1"]
+    slot.refresh_from_db()
+    assert slot.dataset is None
+    with pytest.raises((sqlite3.Error, pymysql.MySQLError), match="items"):
+        slot_rows(slot)
+
+
 def test_a_broken_dump_is_marked_broken_and_the_previous_version_keeps_serving(
         either_pool, demo_project, pool_of, developer, settings):
     pool_of(2)
