@@ -388,7 +388,7 @@ def test_openapi_schema_lists_every_path_and_the_docs_page_renders(client, db):
         "/api/v1/projects", "/api/v1/projects/{name}/branches", "/api/v1/environments",
         "/api/v1/environments/{id}", "/api/v1/environments/{id}/redeploy",
         "/api/v1/environments/{id}/smoke", "/api/v1/environments/{id}/extend",
-        "/api/v1/environments/{id}/qa", "/api/v1/pool",
+        "/api/v1/environments/{id}/qa", "/api/v1/pool", "/api/v1/projects/{name}/dataset",
     }
     assert set(paths["/api/v1/environments/{id}"]) == {"get", "delete"}
     assert set(paths["/api/v1/pool"]) == {"get", "put"}

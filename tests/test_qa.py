@@ -62,7 +62,8 @@ def test_a_qa_approval_shows_on_the_dashboard_and_reaches_the_pull_request(
 
     row = dashboard_row(client, environment)
     assert 'data-qa="approved"' in row
-    assert 'href="https://github.com/preview-portal/demo/pull/2">#2</a>' in row
+    assert 'href="https://github.com/preview-portal/demo/pull/2"' in row
+    assert "#2 Update the README with new information.</a>" in row
     assert environment.commit[:7] in row
     assert "preview_01.sqlite3" in row
     assert 'data-smoke="passed"' in row and f"{settings.PORTAL_BASE_URL}/reports/" in row
