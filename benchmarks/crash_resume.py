@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.live import running_portal  # noqa: E402
+from tests.support.live import running_portal  # noqa: E402
 
 BRANCH = "slow/warm-up"  # its components take 4 s to answer: the deploy is mid-rollout a while
 

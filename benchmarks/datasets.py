@@ -26,7 +26,7 @@ from pathlib import Path
 
 from pool import configure, percentile  # benchmarks/pool.py: the same MariaDB set-up
 
-from tests.mariadb import MariaDB
+from tests.support.mariadb import MariaDB
 
 ROW_BYTES = 190  # of the generated dump, with names padded to 160 characters
 

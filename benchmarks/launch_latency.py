@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.live import Portal, running_portal  # noqa: E402
+from tests.support.live import Portal, running_portal  # noqa: E402
 
 BRANCHES = ["main", "feature/checkout", "feature/ünïcode-✨"]
 SETTLED = {"ready", "degraded", "failed"}

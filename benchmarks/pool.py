@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.mariadb import MariaDB  # noqa: E402
+from tests.support.mariadb import MariaDB  # noqa: E402
 
 WORKERS = int(os.environ.get("BENCH_WORKERS", "20"))
 

@@ -3,20 +3,27 @@ and tasks run inline (django-q2 sync mode) unless a test starts real workers."""
 
 import itertools
 import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import boto3
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
+from moto.server import ThreadedMotoServer
 
 from environments import dbpool, demo, roles, services, tasks
 from environments.backends.runtime.local import LocalRuntime
-from environments.models import Environment, Interface, Project
-from tests import kube
-from tests import mariadb as mariadb_server
-from tests.fake_github import SECRET, TOKEN, FakeGitHub, fake_github
-from tests.mariadb import MariaDB
+from environments.models import Project
+from tests.support import kube
+from tests.support import mariadb as mariadb_server
+from tests.support.fake_github import SECRET, TOKEN, FakeGitHub, fake_github
+from tests.support.fake_slack import TOKEN as SLACK_TOKEN
+from tests.support.fake_slack import FakeSlack, fake_slack
+from tests.support.mariadb import MariaDB
+from tests.support.route53 import DOMAIN
 from tests.support.tools import require_tool
+from tests.support.users import make_user
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -56,27 +63,12 @@ def demo_project(db, demo_repo: Path) -> Project:
     return demo.register(demo_repo)
 
 
-def launch(project: Project, branch: str, user: User) -> Environment:
-    """Launch and, tasks being inline, return the environment as the run left it."""
-    environment = services.launch(project, branch, actor=user, interface=Interface.CLI)
-    environment.refresh_from_db()
-    return environment
-
-
 @pytest.fixture
 def pool_of(db):
     def grow(size: int) -> None:
         dbpool.ensure_pool_size(size)
 
     return grow
-
-
-def make_user(username: str, role: str | None) -> User:
-    user = User.objects.create_user(username, password="pw-" + username)
-    if role:
-        # get_or_create: transactional tests flush what the data migration made.
-        user.groups.add(Group.objects.get_or_create(name=role)[0])
-    return user
 
 
 @pytest.fixture
@@ -183,6 +175,17 @@ def kubernetes_runtime(settings, kube_cluster: kube.Cluster) -> Iterator[str]:
 
 
 @pytest.fixture
+def slack(settings) -> Iterator[FakeSlack]:
+    """A Slack Web API server on loopback, the portal configured to post to it."""
+    with fake_slack() as fake:
+        settings.PORTAL_NOTIFY = "slack"
+        settings.SLACK_BOT_TOKEN = SLACK_TOKEN
+        settings.PORTAL_SLACK_CHANNEL = "#previews"
+        settings.PORTAL_SLACK_API_URL = fake.url
+        yield fake
+
+
+@pytest.fixture
 def github(settings) -> Iterator[FakeGitHub]:
     """A GitHub API server on loopback, the portal configured to sign and call it."""
     with fake_github() as fake:
@@ -190,3 +193,30 @@ def github(settings) -> Iterator[FakeGitHub]:
         settings.PORTAL_GITHUB_TOKEN = TOKEN
         settings.PORTAL_GITHUB_API_URL = fake.url
         yield fake
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def zone_id(moto_url: str, monkeypatch: pytest.MonkeyPatch, settings) -> str:
+    """A hosted zone of its own, and the backend's settings pointing at it."""
+    for name, value in {"AWS_ENDPOINT_URL": moto_url, "AWS_ACCESS_KEY_ID": "testing",
+                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "eu-west-1",
+                        "AWS_DEFAULT_REGION": "eu-west-1"}.items():
+        monkeypatch.setenv(name, value)
+    zone = boto3.client("route53").create_hosted_zone(
+        Name=DOMAIN, CallerReference=str(uuid.uuid4()))["HostedZone"]["Id"]
+    settings.PORTAL_DNS = "route53"
+    settings.PORTAL_ROUTE53_ZONE_ID = zone
+    settings.PORTAL_BASE_DOMAIN = DOMAIN
+    settings.PORTAL_ROUTE53_RECORD = "alias"
+    settings.PORTAL_ROUTE53_WILDCARD = False
+    settings.PORTAL_ROUTE53_WAIT = True
+    return zone

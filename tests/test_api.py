@@ -24,7 +24,7 @@ from environments.models import (
     SlotState,
     SmokeAttempt,
 )
-from tests.api_client import call, ready_environment
+from tests.support.api_client import call, ready_environment
 
 SECRET = "s3cret-pool-password"
 

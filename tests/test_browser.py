@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from environments import demo
-from tests.live import Portal, launch_from_form, log_in, running_portal
+from tests.support.live import Portal, launch_from_form, log_in, running_portal
 
 pytestmark = pytest.mark.browser
 

@@ -12,11 +12,16 @@ from pathlib import Path
 import pytest
 
 from environments.models import RunKind
-from tests import kube
-from tests import test_crash_resume as harness
-from tests.test_crash_resume import CLAIM_SECONDS, Portal, Template, boundaries, comparable, copy_of
-
-template = harness.template  # the same module-scoped fixture: a migrated portal to copy
+from tests.support import kube
+from tests.support.crash import (
+    CLAIM_SECONDS,
+    Portal,
+    Template,
+    boundaries,
+    build_template,
+    comparable,
+    copy_of,
+)
 
 EXPECTED = {
     RunKind.DEPLOY: {"status": "degraded", "runs": ["succeeded"], "free": 1,
@@ -28,6 +33,11 @@ EXPECTED = {
 }
 CASES = [(kind, kill) for kind in EXPECTED for kill in boundaries(kind)]
 _namespaces = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
+    return build_template(tmp_path_factory.mktemp("crash-template"))
 
 
 def on_cluster(template: Template, var: Path, cluster: kube.Cluster) -> tuple[Portal, str]:

@@ -34,10 +34,10 @@ from environments.models import (
     Project,
     SlotState,
 )
-from tests.api_client import call
-from tests.conftest import launch
-from tests.mariadb import ADMIN_USER
-from tests.test_pages import client_for
+from tests.support.api_client import call
+from tests.support.clients import client_for
+from tests.support.mariadb import ADMIN_USER
+from tests.support.runs import launch
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -19,8 +19,8 @@ from environments import services
 from environments.backends import get
 from environments.backends.runtime.manifests import RUNTIME_ROLE
 from environments.models import EnvironmentStatus, Interface, StepStatus
-from tests import kube
-from tests.conftest import launch
+from tests.support import kube
+from tests.support.runs import launch
 from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.django_db(transaction=True)

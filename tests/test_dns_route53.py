@@ -1,53 +1,24 @@
 """The Route53 DNS backend against a moto server on loopback (real HTTP through boto3): records
 with the right names and targets, idempotent, deleted at teardown; throttling retried."""
 
-import uuid
 from collections.abc import Iterator
 
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
-from moto.server import ThreadedMotoServer
 
 from environments import naming, services
 from environments.backends import BackendError, get
 from environments.backends.dns.route53 import Route53Dns
 from environments.backends.runtime.local import LocalRuntime
 from environments.models import EnvironmentStatus, Interface
+from tests.support.route53 import DOMAIN
 
-DOMAIN = "preview.example.com"
 ALB = "k8s-previews-0123abcd-1234567890.eu-west-1.elb.amazonaws.com"
 EU_WEST_1_ALB_ZONE = "Z32O12XQLNTSW2"
 HOSTS = [f"feature-x-abc123-web.{DOMAIN}", f"feature-x-abc123-api.{DOMAIN}"]
 THROTTLED = (b"<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>"
              b"<Message>Rate exceeded</Message></Error><RequestId>1</RequestId></ErrorResponse>")
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def zone_id(moto_url: str, monkeypatch: pytest.MonkeyPatch, settings) -> str:
-    """A hosted zone of its own, and the backend's settings pointing at it."""
-    for name, value in {"AWS_ENDPOINT_URL": moto_url, "AWS_ACCESS_KEY_ID": "testing",
-                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "eu-west-1",
-                        "AWS_DEFAULT_REGION": "eu-west-1"}.items():
-        monkeypatch.setenv(name, value)
-    zone = boto3.client("route53").create_hosted_zone(
-        Name=DOMAIN, CallerReference=str(uuid.uuid4()))["HostedZone"]["Id"]
-    settings.PORTAL_DNS = "route53"
-    settings.PORTAL_ROUTE53_ZONE_ID = zone
-    settings.PORTAL_BASE_DOMAIN = DOMAIN
-    settings.PORTAL_ROUTE53_RECORD = "alias"
-    settings.PORTAL_ROUTE53_WILDCARD = False
-    settings.PORTAL_ROUTE53_WAIT = True
-    return zone
 
 
 def records(zone: str) -> dict[tuple[str, str], dict]:

@@ -14,9 +14,9 @@ from django.db import connection
 from environments import demo, git, probes
 from environments.github.client import GitHub
 from environments.models import AuditEvent, Environment, LogLine, Run
-from tests.commits import commit_on
-from tests.deliveries import REPOSITORY, deliver, fixture, pointed_at
-from tests.fake_github import FakeGitHub
+from tests.support.commits import commit_on
+from tests.support.deliveries import REPOSITORY, deliver, fixture, pointed_at
+from tests.support.fake_github import FakeGitHub
 
 pytestmark = pytest.mark.django_db(transaction=True)
 COMMENT_FIXTURE = Path(__file__).parent / "fixtures" / "issue_comment.created.json"

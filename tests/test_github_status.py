@@ -9,9 +9,9 @@ import pytest
 
 from environments import git, pipeline, services
 from environments.models import Environment, EnvironmentStatus, Interface, LogLine
-from tests.commits import commit_on
-from tests.deliveries import deliver, pointed_at
-from tests.fake_github import TOKEN
+from tests.support.commits import commit_on
+from tests.support.deliveries import deliver, pointed_at
+from tests.support.fake_github import TOKEN
 
 pytestmark = pytest.mark.django_db(transaction=True)
 BRANCH = "feature/checkout"

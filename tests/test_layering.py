@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from environments.implementations import IMPLEMENTATIONS
-from tests.live import ROOT
+from tests.support.live import ROOT
 
 CONCRETE = tuple(f"environments.backends.{concern}." for concern in IMPLEMENTATIONS)
 

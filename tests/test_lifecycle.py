@@ -20,7 +20,7 @@ from environments.models import (
     UserQuota,
 )
 from environments.refused import Refused
-from tests.conftest import make_user
+from tests.support.users import make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

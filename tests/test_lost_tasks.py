@@ -12,7 +12,7 @@ from django_q.conf import Conf
 
 from environments import reconciler, services
 from environments.models import EnvironmentStatus, Interface, Run, RunStatus
-from tests.live import ROOT, portal_env
+from tests.support.live import ROOT, portal_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

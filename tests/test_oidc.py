@@ -16,7 +16,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from tests.live import Portal, free_port, running_portal
+from tests.support.live import Portal, free_port, running_portal
 from tests.support.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider, running_provider
 
 BUTTON = "Sign in with Acme SSO"

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from environments import lifecycle, services, tasks
 from environments.models import Run, RunKind, RunStatus
-from tests.api_client import ready_environment
+from tests.support.api_client import ready_environment
 
 
 @pytest.fixture

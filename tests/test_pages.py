@@ -24,14 +24,7 @@ from environments.models import (
     RunStatus,
     SlotState,
 )
-
-POLL = 'hx-trigger="every'
-
-
-def client_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
+from tests.support.clients import POLL, client_for
 
 
 def make_environment(project: Project, branch: str, status: str = EnvironmentStatus.READY,

@@ -22,7 +22,7 @@ from environments.models import (
     Run,
     RunStatus,
 )
-from tests.live import ROOT, kill_previews, portal_env, stop_group
+from tests.support.live import ROOT, kill_previews, portal_env, stop_group
 
 pytestmark = pytest.mark.django_db(transaction=True)
 TIMEOUT = 120

@@ -21,15 +21,11 @@ from environments.models import (
     StepStatus,
 )
 from environments.refused import Refused
-from tests.commits import commit_on
-from tests.conftest import launch
+from tests.support.commits import commit_on
+from tests.support.runs import launch
+from tests.support.web import fetch
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def fetch(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return response.read()
 
 
 def post_json(url: str, value: dict) -> dict:

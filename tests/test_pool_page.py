@@ -24,7 +24,7 @@ from environments.models import (
     Project,
     SlotState,
 )
-from tests.test_pages import POLL, client_for
+from tests.support.clients import POLL, client_for
 
 SERVER_DOWN = ("MySQL pool: reset preview_01: cannot connect as pool_admin@db:3306: "
                "(2003, \"Can't connect to MySQL server on 'db' ([Errno 111] Connection refused)\")"

@@ -24,8 +24,8 @@ from environments.models import (
     Interface,
     WebhookDelivery,
 )
-from tests.deliveries import REPOSITORY, deliver
-from tests.fake_github import FakeGitHub
+from tests.support.deliveries import REPOSITORY, deliver
+from tests.support.fake_github import FakeGitHub
 
 pytestmark = pytest.mark.django_db(transaction=True)
 FIXTURE = Path(__file__).parent / "fixtures" / "issue_comment.created.json"

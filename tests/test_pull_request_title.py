@@ -9,8 +9,8 @@ from django.urls import reverse
 
 from environments import git, tokens
 from environments.models import Environment
-from tests.api_client import call
-from tests.deliveries import REPOSITORY, SECRET, deliver, pointed_at
+from tests.support.api_client import call
+from tests.support.deliveries import REPOSITORY, SECRET, deliver, pointed_at
 
 BRANCH = "feature/checkout"
 OPENED_TITLE = "Update the README with new information."  # the fixture's own

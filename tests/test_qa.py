@@ -11,11 +11,11 @@ from django.urls import reverse
 
 from environments import git, services, tokens
 from environments.models import AuditEvent, Environment, EnvironmentStatus, Interface, QaState
-from tests.api_client import call, ready_environment
-from tests.commits import commit_on
-from tests.deliveries import deliver, pointed_at
-from tests.live import launch_from_form, log_in, running_portal
-from tests.test_slack import CHANNEL_ID, slack  # noqa: F401  (a fixture)
+from tests.support.api_client import call, ready_environment
+from tests.support.commits import commit_on
+from tests.support.deliveries import deliver, pointed_at
+from tests.support.fake_slack import CHANNEL_ID
+from tests.support.live import launch_from_form, log_in, running_portal
 
 pytestmark = pytest.mark.django_db(transaction=True)
 BRANCH = "feature/checkout"

@@ -17,8 +17,8 @@ from environments import git, services
 from environments.backends import get
 from environments.backends.runtime.kubernetes import KubernetesRuntime
 from environments.models import Environment, EnvironmentStatus, Interface, Project
-from tests import kube
-from tests.commits import commit_on
+from tests.support import kube
+from tests.support.commits import commit_on
 from tests.support.tools import require_tool
 
 pytestmark = [pytest.mark.real_node, pytest.mark.django_db(transaction=True)]

@@ -29,8 +29,8 @@ from environments.models import (
     SlotState,
     StepStatus,
 )
-from tests.conftest import launch
-from tests.test_dns_route53 import DOMAIN, moto_url, zone_id  # noqa: F401 (fixtures)
+from tests.support.route53 import DOMAIN
+from tests.support.runs import launch
 
 pytestmark = pytest.mark.django_db(transaction=True)
 KINDS = {reconciler.ORPHAN, reconciler.SLOT, reconciler.RESET, reconciler.DNS,

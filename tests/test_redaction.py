@@ -11,10 +11,9 @@ import pytest
 from environments import redact, services, tokens
 from environments.backends import get
 from environments.models import Environment, EnvironmentStatus, Interface, LogLine, Project
-from tests.api_client import call
-from tests.conftest import launch
-from tests.test_slack import slack as slack  # a fixture
-from tests.test_slack import text_of
+from tests.support.api_client import call
+from tests.support.fake_slack import text_of
+from tests.support.runs import launch
 
 pytestmark = pytest.mark.django_db(transaction=True)
 TOKEN = "ghs_16C7e42F292c6912E7710c838347Ae178B4a"

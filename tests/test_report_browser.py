@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.live import Portal, launch_from_form, log_in, running_portal
+from tests.support.live import Portal, launch_from_form, log_in, running_portal
 
 pytestmark = pytest.mark.browser
 HOSTILE = ("<!doctype html><title>hostile report</title><body><p id=text>static text</p>"

@@ -2,8 +2,6 @@
 (signed for files, presigned for S3 on a moto server over real HTTP), served sandboxed."""
 
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,8 +12,9 @@ from django.test import Client
 
 from environments.backends import BackendError, get
 from environments.models import EnvironmentStatus
-from tests.conftest import launch
-from tests.live import free_port
+from tests.support.live import free_port
+from tests.support.runs import launch
+from tests.support.web import fetch
 
 KEY = "k/run-1/attempt-1.html"
 HOSTILE = b"<title>report</title><script>document.title = document.cookie</script>"
@@ -24,11 +23,6 @@ HOSTILE = b"<title>report</title><script>document.title = document.cookie</scrip
 def path_of(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.path}?{parts.query}"
-
-
-def fetch(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return response.read()
 
 
 # File storage: the portal serves its own reports.

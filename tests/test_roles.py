@@ -13,7 +13,7 @@ from django.test import Client
 
 from environments import roles, services, tokens
 from environments.models import AuditEvent, DbSlot, Environment, Interface, Run
-from tests.api_client import call, ready_environment
+from tests.support.api_client import call, ready_environment
 
 # endpoint -> (action it needs, interface, method, path, body, status when allowed)
 MUTATIONS = {

@@ -13,7 +13,7 @@ from environments.models import (
     Run,
     RunStatus,
 )
-from tests.conftest import launch
+from tests.support.runs import launch
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

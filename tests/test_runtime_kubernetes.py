@@ -23,8 +23,8 @@ from environments.backends.runtime.kubernetes import ATTEMPTS, KubernetesRuntime
 from environments.backends.runtime.manifests import RUNTIME_ROLE
 from environments.models import Environment, EnvironmentStatus, Interface, StepStatus
 from environments.smoke import runner
-from tests import kube
-from tests.commits import commit_on
+from tests.support import kube
+from tests.support.commits import commit_on
 
 pytestmark = pytest.mark.django_db(transaction=True)
 OURS = "app.kubernetes.io/managed-by=preview-portal"

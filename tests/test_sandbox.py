@@ -19,8 +19,8 @@ from environments import demo, sandbox
 from environments.backends import BackendError
 from environments.backends.pool import sqlite_seed
 from environments.models import Environment, EnvironmentStatus
-from tests.conftest import launch
-from tests.live import Portal, running_portal
+from tests.support.live import Portal, running_portal
+from tests.support.runs import launch
 from tests.support.tools import require_tool
 
 # What a portal of this test holds in its environment; none of it may reach branch code.

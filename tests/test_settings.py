@@ -10,7 +10,7 @@ import pytest
 from django.core.cache import cache
 
 from portal import login
-from tests.live import ROOT, portal_env
+from tests.support.live import ROOT, portal_env
 
 
 def start(tmp_path, command: str = "check", **variables: str) -> subprocess.CompletedProcess:

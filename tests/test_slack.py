@@ -1,13 +1,7 @@
 """Slack notifications through slack_sdk against a local HTTP server that answers the Web API
 methods the portal uses like Slack does, and records what it was sent."""
 
-import json
 import re
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
@@ -15,77 +9,10 @@ from environments import services
 from environments.backends import get
 from environments.backends.notify import Notice
 from environments.models import EnvironmentStatus, Interface
-from tests.conftest import launch
+from tests.support.fake_slack import CHANNEL_ID, text_of
+from tests.support.runs import launch
 
 pytestmark = pytest.mark.django_db(transaction=True)
-TOKEN = "xoxb-test-token"
-CHANNEL_ID = "C0PREVIEWS"
-
-
-@dataclass
-class FakeSlack:
-    url: str
-    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    # Method -> what to answer instead of success: (HTTP status, Slack error).
-    failures: dict[str, tuple[int, str]] = field(default_factory=dict)
-
-    def payloads(self, method: str) -> list[dict[str, Any]]:
-        return [payload for called, payload in self.calls if called == method]
-
-
-def handler_for(slack: FakeSlack) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            method = self.path.rsplit("/", 1)[-1]
-            length = int(self.headers.get("Content-Length") or 0)
-            payload = json.loads(self.rfile.read(length) or b"{}")
-            slack.calls.append((method, payload))
-            if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                self._answer(200, {"ok": False, "error": "not_authed"})
-            elif method in slack.failures:
-                status, error = slack.failures[method]
-                self._answer(status, {"ok": False, "error": error})
-            else:
-                ts = payload.get("ts") or f"1700000000.{len(slack.calls):06d}"
-                self._answer(200, {"ok": True, "channel": CHANNEL_ID, "ts": ts,
-                                   "message": {"text": payload.get("text")}})
-
-        def _answer(self, status: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            if status == 429:
-                self.send_header("Retry-After", "30")
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    return Handler
-
-
-@pytest.fixture
-def slack(settings) -> Iterator[FakeSlack]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
-    fake = FakeSlack(url=f"http://127.0.0.1:{server.server_address[1]}/api/")
-    server.RequestHandlerClass = handler_for(fake)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    settings.PORTAL_NOTIFY = "slack"
-    settings.SLACK_BOT_TOKEN = TOKEN
-    settings.PORTAL_SLACK_CHANNEL = "#previews"
-    settings.PORTAL_SLACK_API_URL = fake.url
-    yield fake
-    server.shutdown()
-    server.server_close()
-
-
-def text_of(payload: dict[str, Any]) -> str:
-    return json.dumps(payload["blocks"], ensure_ascii=False)
-
-
 def log_of(environment) -> list[str]:
     run = environment.runs.order_by("-id").first()
     return [line.text for step in run.steps.all() for line in step.lines.all()]

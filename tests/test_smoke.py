@@ -17,7 +17,7 @@ from environments.models import (
     SmokeAttempt,
 )
 from environments.smoke.config import validate_smoke_config
-from tests.conftest import launch
+from tests.support.runs import launch
 
 pytestmark = pytest.mark.django_db(transaction=True)
 BUILT_IN = ("health", "login", "database", "integration", "component")

@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from environments import tokens
 from environments.models import ApiToken, AuditEvent
-from tests.api_client import call
-from tests.live import Portal, log_in, running_portal
+from tests.support.api_client import call
+from tests.support.live import Portal, log_in, running_portal
 
 
 @pytest.fixture

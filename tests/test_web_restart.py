@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.crash_worker import processes_under
-from tests.live import ROOT, free_port, kill_previews, portal_env
+from tests.support.crash_worker import processes_under
+from tests.support.live import ROOT, free_port, kill_previews, portal_env
 
 
 class Processes:

@@ -4,20 +4,18 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.live import ROOT, free_port, portal_env
+from tests.support.live import ROOT, free_port, portal_env
+from tests.support.web import fetch
 
 HOST = "portal.example"
 
 
-def fetch(url: str) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, headers={"Host": HOST})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return response.status, response.read()
+def get(url: str) -> bytes:
+    return fetch(url, {"Host": HOST})
 
 
 @pytest.fixture
@@ -35,7 +33,7 @@ def gunicorn(tmp_path: Path):
     deadline = time.monotonic() + 30
     while True:
         try:
-            fetch(url + "/healthz")
+            get(url + "/healthz")
             break
         except OSError:
             assert process.poll() is None, Path(log.name).read_text()[-3000:]
@@ -48,8 +46,7 @@ def gunicorn(tmp_path: Path):
 
 
 def test_gunicorn_serves_the_portal_and_its_static_files_without_debug(gunicorn):
-    assert fetch(gunicorn + "/healthz") == (200, b"ok\n")
+    assert get(gunicorn + "/healthz") == b"ok\n"
     for path in ("/static/js/htmx.min.js", "/static/css/portal.css",
                  "/static/admin/css/base.css", "/static/ninja/swagger-ui-bundle.js"):
-        status, body = fetch(gunicorn + path)
-        assert status == 200 and body, path
+        assert get(gunicorn + path), path

@@ -24,8 +24,8 @@ from environments.models import (
     SlotState,
     WebhookDelivery,
 )
-from tests.commits import commit_on
-from tests.deliveries import SECRET, deliver, fixture, pointed_at, raw_fixture, signature
+from tests.support.commits import commit_on
+from tests.support.deliveries import SECRET, deliver, fixture, pointed_at, raw_fixture, signature
 
 BRANCH = "feature/checkout"
 

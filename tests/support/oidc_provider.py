@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.live import ROOT, stop_group
+from tests.support.live import ROOT, stop_group
 from tests.support.tools import require_tool
 
 SOURCE = ROOT / "tests" / "oidc"

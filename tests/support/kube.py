@@ -12,7 +12,7 @@ from kubernetes import config
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "k8s-cluster"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "k8s-cluster"
 START_TIMEOUT = 180
 # The smoke Jobs' image on the test cluster (kwok runs no container: any name does).
 SMOKE_IMAGE = "ghcr.io/preview-portal/portal:test"

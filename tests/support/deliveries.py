@@ -12,8 +12,8 @@ from typing import Any
 from django.http import HttpResponse
 from django.test import Client
 
-from tests.fake_github import SECRET
-from tests.live import ROOT
+from tests.support.fake_github import SECRET
+from tests.support.live import ROOT
 from tests.support.tools import require_tool
 
 REPOSITORY = "preview-portal/demo"  # environments.demo.register's github_repository
