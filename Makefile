@@ -10,7 +10,7 @@ export UV_PYTHON_DOWNLOADS := never
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint venv services k8s-cluster k8s-real-node kustomize oidc-provider clean
+.PHONY: run test test-quick lint venv services k8s-cluster k8s-real-node kustomize oidc-provider clean
 
 $(UV):
 	$(PYTHON) -m venv $(CACHE_DIR)/uv-$(UV_VERSION)
@@ -84,6 +84,12 @@ PYTEST_WORKERS ?= 4
 test: venv services k8s-cluster k8s-real-node kustomize oidc-provider lint
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 	$(PY) scripts/parity-tests
+
+# A first answer in a few minutes: everything but the browser, real-node and slow tests (see
+# tests/conftest.py), with whatever tools the machine has. CI runs `make test`.
+test-quick: venv
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup \
+	  -m "not browser and not real_node and not slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf var .pytest_cache .hypothesis
