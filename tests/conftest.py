@@ -25,7 +25,6 @@ from tests.support.route53 import DOMAIN
 from tests.support.tools import require_tool
 from tests.support.users import make_user
 
-
 # Whole portals started, workers killed at every step, or branches run in the sandbox.
 SLOW_MODULES = {"test_crash_resume", "test_crash_resume_kubernetes", "test_sandbox",
                 "test_web_restart", "test_parity_workers"}
