@@ -31,12 +31,8 @@ SLOW_MODULES = {"test_crash_resume", "test_crash_resume_kubernetes", "test_sandb
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under xdist (`--dist loadgroup`) the real node's tests share one worker: a machine has
-    one real node (its containerd, kubelet and iptables rules are the host's). `make test-quick`
-    leaves out the tests marked slow here."""
+    """`make test-quick` leaves out the tests marked slow here."""
     for item in items:
-        if item.get_closest_marker("real_node"):
-            item.add_marker(pytest.mark.xdist_group("real_node"))
         module = item.module.__name__.rpartition(".")[2] if item.module else ""
         if module in SLOW_MODULES or "kube_cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)

@@ -21,7 +21,10 @@ from tests.support import kube
 from tests.support.commits import commit_on
 from tests.support.tools import require_tool
 
-pytestmark = [pytest.mark.real_node, pytest.mark.django_db(transaction=True)]
+# One worker under xdist (`--dist loadgroup`) runs them all: a machine has one real node (its
+# containerd, kubelet, bridge and iptables rules are the host's).
+pytestmark = [pytest.mark.real_node, pytest.mark.xdist_group("real_node"),
+              pytest.mark.django_db(transaction=True)]
 OURS = "app.kubernetes.io/managed-by=preview-portal"
 _namespaces = itertools.count(1)
 
