@@ -83,7 +83,7 @@ oidc-provider:
 PYTEST_WORKERS ?= 4
 test: venv services k8s-cluster k8s-real-node kustomize oidc-provider lint
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
-	$(PY) scripts/parity-tests
+	$(PY) scripts/parity-tests -n $(PYTEST_WORKERS) --dist loadgroup
 
 # A first answer in a few minutes: everything but the browser, real-node and slow tests (see
 # tests/conftest.py), with whatever tools the machine has. CI runs `make test`.
