@@ -17,6 +17,7 @@ from environments.backends.runtime.local import LocalRuntime
 from environments.models import Project
 from tests.support import kube
 from tests.support import mariadb as mariadb_server
+from tests.support.crash import Template, build_template
 from tests.support.fake_github import SECRET, TOKEN, FakeGitHub, fake_github
 from tests.support.fake_slack import TOKEN as SLACK_TOKEN
 from tests.support.fake_slack import FakeSlack, fake_slack
@@ -224,3 +225,9 @@ def zone_id(moto_url: str, monkeypatch: pytest.MonkeyPatch, settings) -> str:
     settings.PORTAL_ROUTE53_WILDCARD = False
     settings.PORTAL_ROUTE53_WAIT = True
     return zone
+
+
+@pytest.fixture(scope="module")
+def crash_template(tmp_path_factory: pytest.TempPathFactory) -> Template:
+    """The crash-resume harness's prepared portal, copied for each case (once per module)."""
+    return build_template(tmp_path_factory.mktemp("crash-template"))

@@ -16,7 +16,6 @@ from tests.support.crash import (
     Portal,
     Template,
     boundaries,
-    build_template,
     comparable,
     copy_of,
 )
@@ -33,25 +32,21 @@ EXPECTED = {
 CASES = [(kind, kill) for kind in EXPECTED for kill in boundaries(kind)]
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
-    return build_template(tmp_path_factory.mktemp("crash-template"))
-
-
 @pytest.fixture
-def portal(template: Template, tmp_path: Path):
+def portal(crash_template: Template, tmp_path: Path):
     var = tmp_path / "crash-var"  # not "var": that one is the test's own (conftest)
-    yield copy_of(template, var)
+    yield copy_of(crash_template, var)
     kill_previews(var)
 
 
 @pytest.fixture(scope="module")
-def references(template: Template, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+def references(crash_template: Template,
+               tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     """Where an undisturbed run of each kind ends."""
     found = {}
     for kind in EXPECTED:
         var = tmp_path_factory.mktemp(f"reference-{kind}") / "var"
-        portal = copy_of(template, var)
+        portal = copy_of(crash_template, var)
         try:
             found[kind] = portal.resume(portal.prepare(kind))
         finally:

@@ -18,7 +18,6 @@ from tests.support.crash import (
     Portal,
     Template,
     boundaries,
-    build_template,
     comparable,
     copy_of,
 )
@@ -35,11 +34,6 @@ CASES = [(kind, kill) for kind in EXPECTED for kill in boundaries(kind)]
 _namespaces = itertools.count(1)
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
-    return build_template(tmp_path_factory.mktemp("crash-template"))
-
-
 def on_cluster(template: Template, var: Path, cluster: kube.Cluster) -> tuple[Portal, str]:
     namespace = f"crash-{next(_namespaces)}"
     portal = copy_of(template, var, PORTAL_RUNTIME="kubernetes",
@@ -50,19 +44,20 @@ def on_cluster(template: Template, var: Path, cluster: kube.Cluster) -> tuple[Po
 
 
 @pytest.fixture
-def portal(template: Template, tmp_path: Path, kube_cluster: kube.Cluster) -> Iterator[Portal]:
-    found, namespace = on_cluster(template, tmp_path / "crash-var", kube_cluster)
+def portal(crash_template: Template, tmp_path: Path,
+           kube_cluster: kube.Cluster) -> Iterator[Portal]:
+    found, namespace = on_cluster(crash_template, tmp_path / "crash-var", kube_cluster)
     yield found
     kube.delete_namespace(kube_cluster.client(), namespace)  # frees the node for later cases
 
 
 @pytest.fixture(scope="module")
-def references(template: Template, tmp_path_factory: pytest.TempPathFactory,
+def references(crash_template: Template, tmp_path_factory: pytest.TempPathFactory,
                kube_cluster: kube.Cluster) -> dict[str, dict]:
     found = {}
     for kind in EXPECTED:
         var = tmp_path_factory.mktemp(f"kube-reference-{kind}") / "var"
-        portal, namespace = on_cluster(template, var, kube_cluster)
+        portal, namespace = on_cluster(crash_template, var, kube_cluster)
         try:
             found[kind] = portal.resume(portal.prepare(kind))
         finally:

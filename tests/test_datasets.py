@@ -9,7 +9,6 @@ import json
 import re
 import socket
 import sqlite3
-import threading
 import urllib.request
 from collections.abc import Iterator
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -38,6 +37,7 @@ from tests.support.api_client import call
 from tests.support.clients import client_for
 from tests.support.mariadb import ADMIN_USER
 from tests.support.runs import launch
+from tests.support.web import serving
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -139,11 +139,8 @@ def http_portal() -> Iterator[str]:
     """The portal's WSGI application behind a real HTTP server."""
     server = make_server("127.0.0.1", 0, WSGIHandler(), server_class=WSGIServer,
                          handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with serving(server) as url:
+        yield url.removeprefix("http://")
 
 
 def test_a_dump_over_the_limit_is_refused_before_its_body_is_sent(

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from io import StringIO
@@ -25,6 +24,7 @@ from environments.models import Environment, EnvironmentStatus, Interface, StepS
 from environments.smoke import runner
 from tests.support import kube
 from tests.support.commits import commit_on
+from tests.support.web import serving
 
 pytestmark = pytest.mark.django_db(transaction=True)
 OURS = "app.kubernetes.io/managed-by=preview-portal"
@@ -582,18 +582,16 @@ class _Unavailable(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def unavailable_api(tmp_path: Path) -> Iterator[Path]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Unavailable)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-    }))
-    _Unavailable.calls = 0
-    yield kubeconfig
-    server.shutdown()
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Unavailable)) as url:
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "c",
+            "clusters": [{"name": "c", "cluster": {"server": url}}],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        }))
+        _Unavailable.calls = 0
+        yield kubeconfig
 
 
 def test_server_errors_are_retried_a_bounded_number_of_times_then_reported_retryable(

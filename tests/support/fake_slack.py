@@ -2,12 +2,13 @@
 and records what it was sent."""
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.support.web import serving
 
 TOKEN = "xoxb-test-token"
 CHANNEL_ID = "C0PREVIEWS"
@@ -64,12 +65,7 @@ def text_of(payload: dict[str, Any]) -> str:
 @contextmanager
 def fake_slack() -> Iterator[FakeSlack]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
-    fake = FakeSlack(url=f"http://127.0.0.1:{server.server_address[1]}/api/")
-    server.RequestHandlerClass = handler_for(fake)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server) as url:
+        fake = FakeSlack(url=f"{url}/api/")
+        server.RequestHandlerClass = handler_for(fake)
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -1,6 +1,11 @@
-"""Plain HTTP from a test to a real server (the portal, a preview, a storage link)."""
+"""Plain HTTP from a test to a real server (the portal, a preview, a storage link), and
+servers of the tests' own on loopback."""
 
+import threading
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from socketserver import BaseServer
 
 
 def fetch(url: str, headers: dict[str, str] | None = None) -> bytes:
@@ -8,3 +13,16 @@ def fetch(url: str, headers: dict[str, str] | None = None) -> bytes:
     request = urllib.request.Request(url, headers=headers or {})
     with urllib.request.urlopen(request, timeout=10) as response:
         return response.read()
+
+
+@contextmanager
+def serving(server: BaseServer) -> Iterator[str]:
+    """`server` (bound to 127.0.0.1) answering on a thread until the block ends: its URL."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
