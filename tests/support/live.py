@@ -89,11 +89,13 @@ def running_portal(var_dir: Path, **settings: str) -> Iterator[Portal]:
 
 
 def stop_group(process: subprocess.Popen[bytes], grace: float) -> None:
-    """SIGTERM the process's group (started with start_new_session), SIGKILL what outlives it."""
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
+    """SIGTERM the process (started with start_new_session), as Kubernetes stops a container's
+    first process, then SIGKILL what is left of its group. Not SIGTERM to the whole group:
+    django-q2's cluster never stops when its own children are sent SIGTERM beside it."""
+    process.terminate()
+    with suppress(subprocess.TimeoutExpired):
         process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
+    with suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
 
 

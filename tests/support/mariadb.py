@@ -39,23 +39,34 @@ class MariaDB:
         return str(self.datadir / "mysqld.sock")
 
     @property
+    def tmpdir(self) -> Path:
+        # Servers bootstrapping at once in the shared /tmp collide on their temporary tables'
+        # names ("Unknown table 'mysql.tmp_user_sys'"): each server has a directory of its own.
+        return self.datadir.with_name(self.datadir.name + "-tmp")
+
+    @property
     def admin_url(self) -> str:
         return f"mysql://{ADMIN_USER}:{ADMIN_PASSWORD}@127.0.0.1:{self.port}/"
 
     def start(self) -> None:
         if not (self.datadir / "mysql").exists():
             self.datadir.mkdir(parents=True, exist_ok=True)
-            subprocess.run(
+            self.tmpdir.mkdir(exist_ok=True)
+            done = subprocess.run(
                 [INSTALL_DB, "--no-defaults", f"--datadir={self.datadir}",
-                 "--auth-root-authentication-method=normal", "--skip-test-db", "--user=root"],
-                check=True, capture_output=True, timeout=120,
+                 f"--tmpdir={self.tmpdir}", "--auth-root-authentication-method=normal",
+                 "--skip-test-db", "--user=root"],
+                capture_output=True, text=True, timeout=120, check=False,
             )
+            if done.returncode:
+                raise RuntimeError(f"mariadb-install-db failed:\n{done.stdout[-2000:]}")
             fresh = True
         else:
             fresh = False
         self.port = self.port or _free_port()
         self.process = subprocess.Popen(
-            [MARIADBD, "--no-defaults", f"--datadir={self.datadir}", f"--socket={self.socket}",
+            [MARIADBD, "--no-defaults", f"--datadir={self.datadir}", f"--tmpdir={self.tmpdir}",
+             f"--socket={self.socket}",
              f"--port={self.port}", "--bind-address=127.0.0.1", "--user=root",
              "--skip-name-resolve", "--innodb-buffer-pool-size=64M", "--max-connections=300",
              f"--log-error={self.datadir / 'error.log'}", f"--pid-file={self.datadir / 'pid'}"],
@@ -104,3 +115,4 @@ class MariaDB:
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self.datadir, ignore_errors=True)
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
