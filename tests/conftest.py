@@ -15,7 +15,7 @@ from moto.server import ThreadedMotoServer
 from environments import dbpool, demo, roles, services, tasks
 from environments.backends.runtime.local import LocalRuntime
 from environments.models import Project
-from tests.support import kube
+from tests.support import kube, shared
 from tests.support import mariadb as mariadb_server
 from tests.support.crash import Template, build_template
 from tests.support.fake_github import SECRET, TOKEN, FakeGitHub, fake_github
@@ -227,7 +227,18 @@ def zone_id(moto_url: str, monkeypatch: pytest.MonkeyPatch, settings) -> str:
     return zone
 
 
-@pytest.fixture(scope="module")
-def crash_template(tmp_path_factory: pytest.TempPathFactory) -> Template:
-    """The crash-resume harness's prepared portal, copied for each case (once per module)."""
-    return build_template(tmp_path_factory.mktemp("crash-template"))
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """A directory every xdist worker of this run shares (the run's own without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if worker_id != "master" else base
+
+
+@pytest.fixture(scope="session")
+def crash_template(run_dir: Path) -> Template:
+    """The crash-resume harness's prepared portal, copied for each case: built once per run,
+    by the first worker that needs it."""
+    def build() -> dict[str, str]:
+        return build_template(run_dir / "crash-template").as_json()
+
+    return Template.from_json(shared.once(run_dir / "crash-template.json", build))

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from environments.models import RunKind
+from tests.support import shared
 from tests.support.crash import (
     CLAIM_SECONDS,
     Portal,
@@ -39,20 +40,23 @@ def portal(crash_template: Template, tmp_path: Path):
     kill_previews(var)
 
 
-@pytest.fixture(scope="module")
-def references(crash_template: Template,
-               tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    """Where an undisturbed run of each kind ends."""
-    found = {}
-    for kind in EXPECTED:
-        var = tmp_path_factory.mktemp(f"reference-{kind}") / "var"
-        portal = copy_of(crash_template, var)
-        try:
-            found[kind] = portal.resume(portal.prepare(kind))
-        finally:
-            kill_previews(var)
-        assert {k: found[kind][k] for k in EXPECTED[kind]} == EXPECTED[kind], found[kind]
-    return found
+@pytest.fixture(scope="session")
+def references(crash_template: Template, tmp_path_factory: pytest.TempPathFactory,
+               run_dir: Path) -> dict[str, dict]:
+    """Where an undisturbed run of each kind ends (found once per run)."""
+    def build() -> dict[str, dict]:
+        found = {}
+        for kind in EXPECTED:
+            var = tmp_path_factory.mktemp(f"reference-{kind}") / "var"
+            portal = copy_of(crash_template, var)
+            try:
+                found[kind] = portal.resume(portal.prepare(kind))
+            finally:
+                kill_previews(var)
+            assert {k: found[kind][k] for k in EXPECTED[kind]} == EXPECTED[kind], found[kind]
+        return found
+
+    return shared.once(run_dir / "crash-references-local.json", build)
 
 
 @pytest.mark.parametrize(("kind", "kill"), CASES, ids=[f"{k}:{' '.join(x)}" for k, x in CASES])

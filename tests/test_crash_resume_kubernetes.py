@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from environments.models import RunKind
-from tests.support import kube
+from tests.support import kube, shared
 from tests.support.crash import (
     CLAIM_SECONDS,
     Portal,
@@ -51,19 +51,23 @@ def portal(crash_template: Template, tmp_path: Path,
     kube.delete_namespace(kube_cluster.client(), namespace)  # frees the node for later cases
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def references(crash_template: Template, tmp_path_factory: pytest.TempPathFactory,
-               kube_cluster: kube.Cluster) -> dict[str, dict]:
-    found = {}
-    for kind in EXPECTED:
-        var = tmp_path_factory.mktemp(f"kube-reference-{kind}") / "var"
-        portal, namespace = on_cluster(crash_template, var, kube_cluster)
-        try:
-            found[kind] = portal.resume(portal.prepare(kind))
-        finally:
-            kube.delete_namespace(kube_cluster.client(), namespace)
-        assert {k: found[kind][k] for k in EXPECTED[kind]} == EXPECTED[kind], found[kind]
-    return found
+               kube_cluster: kube.Cluster, run_dir: Path) -> dict[str, dict]:
+    """Where an undisturbed run of each kind ends (found once per run)."""
+    def build() -> dict[str, dict]:
+        found = {}
+        for kind in EXPECTED:
+            var = tmp_path_factory.mktemp(f"kube-reference-{kind}") / "var"
+            portal, namespace = on_cluster(crash_template, var, kube_cluster)
+            try:
+                found[kind] = portal.resume(portal.prepare(kind))
+            finally:
+                kube.delete_namespace(kube_cluster.client(), namespace)
+            assert {k: found[kind][k] for k in EXPECTED[kind]} == EXPECTED[kind], found[kind]
+        return found
+
+    return shared.once(run_dir / "crash-references-kubernetes.json", build)
 
 
 @pytest.mark.parametrize(("kind", "kill"), CASES, ids=[f"{k}:{' '.join(x)}" for k, x in CASES])

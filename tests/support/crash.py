@@ -56,6 +56,13 @@ class Template(NamedTuple):
     root: Path
     database: str  # its database on the server; "" when it is the SQLite file under var/
 
+    def as_json(self) -> dict[str, str]:
+        return {"root": str(self.root), "database": self.database}
+
+    @classmethod
+    def from_json(cls, found: dict[str, str]) -> "Template":
+        return cls(Path(found["root"]), found["database"])
+
 
 def build_template(root: Path) -> Template:
     """A migrated portal with the demo project (main has two commits), a pool of two slots and
