@@ -3,7 +3,6 @@ kustomize output is accepted by a real API server, and the ServiceAccount's RBAC
 kubernetes runtime to deploy and tear down a preview in either namespace mode, and no more."""
 
 import os
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,9 +24,6 @@ from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.django_db(transaction=True)
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
-# Built from the Go module proxy by `make kustomize`, cached outside the repository.
-KUSTOMIZE = Path(os.environ.get(
-    "KUSTOMIZE", Path.home() / ".cache/preview-portal/kustomize-v5.5.0/kustomize"))
 PORTAL_NAMESPACE, PREVIEWS_NAMESPACE = "preview-portal", "previews"
 ACCOUNT = "preview-portal"
 ACCOUNT_USER = f"system:serviceaccount:{PORTAL_NAMESPACE}:{ACCOUNT}"
@@ -39,18 +35,13 @@ OURS = {"app.kubernetes.io/managed-by": "preview-portal"}
 
 
 def rendered(mode: str = "shared") -> list[dict[str, Any]]:
-    require_tool(KUSTOMIZE.is_file(), f"kustomize at {KUSTOMIZE} (make kustomize builds it)")
-    output = subprocess.run([str(KUSTOMIZE), "build", str(MODES[mode])], capture_output=True,
-                            text=True, check=True, timeout=60).stdout
-    return [doc for doc in yaml.safe_load_all(output) if doc]
+    require_tool(kube.KUSTOMIZE.is_file(),
+                 f"kustomize at {kube.KUSTOMIZE} (make kustomize builds it)")
+    return kube.kustomize_build(MODES[mode])
 
 
 def apply(api: DynamicClient, manifest: dict[str, Any], dry_run: bool) -> None:
-    resource = api.resources.get(api_version=manifest["apiVersion"], kind=manifest["kind"])
-    resource.server_side_apply(
-        body=manifest, namespace=manifest["metadata"].get("namespace"),
-        field_manager="deploy-test", dry_run="All" if dry_run else None,
-    )
+    kube.server_side_apply(api, manifest, "deploy-test", dry_run)
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +82,21 @@ def test_rendered_manifests_pass_a_server_side_dry_run_apply(admin_api, mode):
     assert config_map["data"]["PORTAL_K8S_NAMESPACE_MODE"] == mode
     for manifest in manifests:
         apply(admin_api, manifest, dry_run=True)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_overlays_image_as_the_readme_writes_it_reaches_every_pod(mode, tmp_path):
+    require_tool(kube.KUSTOMIZE.is_file(),
+                 f"kustomize at {kube.KUSTOMIZE} (make kustomize builds it)")
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "resources": [os.path.relpath(MODES[mode], tmp_path)],
+        "images": [{"name": "preview-portal", "newName": "registry.example/preview-portal",
+                    "newTag": "v1"}]}))
+    pods = [m["spec"]["template"]["spec"] for m in kube.kustomize_build(tmp_path)
+            if m["kind"] in {"Deployment", "Job"}]
+    assert len(pods) == 3
+    assert {c["image"] for pod in pods for c in pod["containers"]} == {
+        "registry.example/preview-portal:v1"}
 
 
 def test_shared_mode_binds_nothing_cluster_wide():

@@ -3,15 +3,26 @@ images (built from its Dockerfile, pulled from the node's registry), the smoke c
 Jobs that reach the components by their Service names, the DB pool is a MariaDB the pods reach
 (scripts/k8s-cluster start --real, once per session)."""
 
+import functools
+import http.server
 import itertools
+import json
+import os
+import secrets
 import subprocess
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import pymysql
 import pytest
+import yaml
 from django.urls import reverse
+from kubernetes import client
 
 from environments import git, services
 from environments.backends import get
@@ -20,6 +31,7 @@ from environments.models import Environment, EnvironmentStatus, Interface, Proje
 from tests.support import kube
 from tests.support.commits import commit_on
 from tests.support.tools import require_tool
+from tests.support.web import serving
 
 # One worker under xdist (`--dist loadgroup`) runs them all: a machine has one real node (its
 # containerd, kubelet, bridge and iptables rules are the host's).
@@ -64,18 +76,6 @@ def demo_on_the_node(on_the_node: str, demo_project: Project, real_node: kube.Re
     return demo_project
 
 
-def push_image(node: kube.RealNode, project: Project, branch: str, tmp_path: Path) -> str:
-    """What CI does per commit: the branch's head built with its Dockerfile and pushed."""
-    commit = git.run("-C", project.repository, "rev-parse", branch).strip()
-    checkout = tmp_path / commit
-    checkout.mkdir()
-    archive = subprocess.run(["git", "-C", project.repository, "archive", commit],
-                             capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(checkout)], input=archive, check=True)
-    node.push_demo(checkout, commit)
-    return commit
-
-
 def launch(project: Project, branch: str, user) -> Environment:
     environment = services.launch(project, branch, actor=user, interface=Interface.CLI)
     environment.refresh_from_db()
@@ -94,7 +94,7 @@ def pods(node: kube.RealNode, namespace: str) -> list[str]:
 
 def test_the_demo_on_a_real_node_is_ready_its_smoke_jobs_pass_and_teardown_leaves_nothing(
         demo_on_the_node, real_node, on_the_node, developer, tmp_path, client):
-    push_image(real_node, demo_on_the_node, "main", tmp_path)
+    real_node.push_branch(demo_on_the_node.repository, "main", tmp_path)
     started = time.monotonic()
     environment = launch(demo_on_the_node, "main", developer)
     took = time.monotonic() - started
@@ -130,7 +130,7 @@ def web_page(node: kube.RealNode, namespace: str, key: str) -> str:
 
 def test_a_redeploy_rolls_out_the_new_commits_image(
         demo_on_the_node, real_node, on_the_node, demo_repo, developer, tmp_path):
-    push_image(real_node, demo_on_the_node, "feature/checkout", tmp_path)
+    real_node.push_branch(demo_on_the_node.repository, "feature/checkout", tmp_path)
     environment = launch(demo_on_the_node, "feature/checkout", developer)
     assert environment.status == EnvironmentStatus.READY, run_log(environment)
     # The session's demo repository: an earlier test may have moved the branch on.
@@ -138,7 +138,7 @@ def test_a_redeploy_rolls_out_the_new_commits_image(
     assert banner in web_page(real_node, on_the_node, environment.env_key)
 
     commit_on(demo_repo, "feature/checkout", "banner.txt", "Demo shop — rolled out\n")
-    newer = push_image(real_node, demo_on_the_node, "feature/checkout", tmp_path)
+    newer = real_node.push_branch(demo_on_the_node.repository, "feature/checkout", tmp_path)
     services.redeploy(environment, actor=developer, interface=Interface.CLI)
     environment.refresh_from_db()
 
@@ -153,9 +153,220 @@ def test_a_redeploy_rolls_out_the_new_commits_image(
 def test_a_branch_that_crashes_at_start_fails_with_crashloopbackoff_and_its_last_lines(
         demo_on_the_node, real_node, developer, tmp_path, settings):
     settings.PORTAL_READY_TIMEOUT = 45  # the demo's containers are up in 5-15 s here
-    push_image(real_node, demo_on_the_node, "broken/crash-on-start", tmp_path)
+    real_node.push_branch(demo_on_the_node.repository, "broken/crash-on-start", tmp_path)
     environment = launch(demo_on_the_node, "broken/crash-on-start", developer)
     assert environment.status == EnvironmentStatus.FAILED, run_log(environment)
     detail = environment.status_detail
     assert "CrashLoopBackOff" in detail, detail
     assert "refusing to start: crash-on-start is set on this branch" in detail, detail
+
+
+# ---------------------------------------------------------------- the portal deployed from deploy/
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+PORTAL_NAMESPACE, PREVIEWS_NAMESPACE = "preview-portal", "previews"
+PORTAL_HOST = "portal.example.com"  # deploy/'s PORTAL_ALLOWED_HOSTS, which the probe names
+# What registers the demo in the deployed portal, as a Job of its image: the components and
+# smoke checks `make run` gives the demo, its repository at URL; then an admin and their token.
+REGISTER = """
+from django.contrib.auth import get_user_model
+from environments import demo, tokens
+from environments.models import Project
+project = demo.register(demo.SOURCE)
+Project.objects.filter(pk=project.pk).update(repository={url!r})
+admin, _ = get_user_model().objects.get_or_create(
+    username="admin", defaults={{"is_staff": True, "is_superuser": True}})
+print(tokens.create(admin, "in-cluster test"))
+"""
+
+
+def overlay(directory: Path, node: kube.RealNode, database_url: str) -> Path:
+    """What a deployment's own overlay sets (README, "Deploy the portal"), for the real node:
+    the image from its registry, the Secret's values, its pool, no Redis or S3 there."""
+    env = node.env()
+    name, tag = env["PORTAL_SMOKE_IMAGE"].rsplit(":", 1)
+    settings = {"PORTAL_BROKER": "orm", "PORTAL_REPORTS": "file", "PORTAL_POOL_SIZE": "1",
+                "PORTAL_POOL_PREFIX": "incluster_", "PORTAL_SMOKE_IMAGE": f"{name}:{tag}",
+                "PORTAL_DEMO_IMAGE": env["PORTAL_DEMO_IMAGE"], "PORTAL_INGRESS_ANNOTATIONS": "{}"}
+    # REDIS_URL empty: no Redis on the node (the cache would otherwise be Redis too).
+    secret = {"PORTAL_SECRET_KEY": secrets.token_urlsafe(40), "DATABASE_URL": database_url,
+              "REDIS_URL": "", "PORTAL_POOL_MYSQL_URL": env["PORTAL_POOL_MYSQL_URL"]}
+    directory.mkdir()
+    (directory / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(DEPLOY, directory)],
+        "images": [{"name": "preview-portal", "newName": name, "newTag": tag}],
+        "patches": [
+            {"patch": yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+                "name": "preview-portal", "namespace": PORTAL_NAMESPACE}, "data": settings})},
+            {"patch": yaml.safe_dump({"apiVersion": "v1", "kind": "Secret", "metadata": {
+                "name": "preview-portal", "namespace": PORTAL_NAMESPACE}, "stringData": secret})},
+            # One web pod is enough here, and starts sooner on two cores.
+            {"patch": yaml.safe_dump({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {
+                "name": "preview-portal-web", "namespace": PORTAL_NAMESPACE},
+                "spec": {"replicas": 1}})},
+        ],
+    }))
+    return directory
+
+
+def portal_database(node: kube.RealNode) -> str:
+    """The deployed portal's own database, on the node's MariaDB (it goes with the node: a
+    DROP would wait for the portal's pods to be gone); its DATABASE_URL."""
+    pool = urllib.parse.urlsplit(node.env()["PORTAL_POOL_MYSQL_URL"])
+    connection = pymysql.connect(host=pool.hostname, port=pool.port, user=pool.username,
+                                 password=pool.password)
+    with connection, connection.cursor() as cursor:
+        cursor.execute("CREATE DATABASE in_cluster_portal CHARACTER SET utf8mb4")
+    return pool._replace(path="/in_cluster_portal").geturl()
+
+
+class QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base's name)
+        """A clone fetches every object: not worth a line each in the test's output."""
+
+
+@contextmanager
+def served_repository(repository: Path, address: str, directory: Path) -> Iterator[str]:
+    """A bare copy of `repository` over git's dumb HTTP on `address`, which the pods reach: as
+    the portal would reach a project's repository on GitHub."""
+    bare = directory / "demo.git"
+    subprocess.run(["git", "clone", "--quiet", "--bare", str(repository), str(bare)], check=True)
+    subprocess.run(["git", "-C", str(bare), "update-server-info"], check=True)
+    handler = functools.partial(QuietFiles, directory=str(directory))
+    server = http.server.ThreadingHTTPServer((address, 0), handler)
+    with serving(server):
+        yield f"http://{address}:{server.server_address[1]}/demo.git"
+
+
+def wait_until(what: str, check: Callable[[], object], timeout: float = 180) -> object:
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert time.monotonic() < deadline, f"{what}: not in {timeout:.0f} s"
+        time.sleep(0.5)
+    return found
+
+
+def job_log(node: kube.RealNode, name: str) -> str:
+    """The log of a finished Job of the portal's namespace (its pod's)."""
+    def done() -> dict | None:
+        status = kube.resource(node.client(), "Job").get(
+            name=name, namespace=PORTAL_NAMESPACE).to_dict().get("status", {})
+        return status if status.get("succeeded") or status.get("failed") else None
+
+    status = wait_until(f"Job {name}", done)
+    core = client.CoreV1Api(node.client().client)
+    pod = kube.items(node.client(), "Pod", PORTAL_NAMESPACE, f"job-name={name}")[-1]
+    log = core.read_namespaced_pod_log(pod["metadata"]["name"], PORTAL_NAMESPACE)
+    assert status.get("succeeded"), log
+    return log
+
+
+def deployment_ready(node: kube.RealNode, name: str) -> bool:
+    found = kube.resource(node.client(), "Deployment").get(
+        name=name, namespace=PORTAL_NAMESPACE).to_dict()
+    return found.get("status", {}).get("readyReplicas") == found["spec"]["replicas"]
+
+
+class InClusterPortal:
+    """The deployed portal's web Service, from this machine (which routes ClusterIPs)."""
+
+    def __init__(self, node: kube.RealNode, token: str = "") -> None:
+        service = kube.resource(node.client(), "Service").get(
+            name="preview-portal-web", namespace=PORTAL_NAMESPACE).to_dict()
+        self.url = f"http://{service['spec']['clusterIP']}"
+        self.token = token
+
+    def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+        # The ALB's header: the portal redirects plain http to https (healthz aside).
+        headers = {"Host": PORTAL_HOST, "X-Forwarded-Proto": "https",
+                   "Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+        request = urllib.request.Request(self.url + path, method=method, headers=headers,
+                                         data=json.dumps(body).encode() if body else None)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def environment(self, env_id: int, statuses: set[str]) -> dict:
+        def settled() -> dict | None:
+            found = json.loads(self.call("GET", f"/api/v1/environments/{env_id}")[1])
+            return found if found["status"] in statuses else None
+
+        return wait_until(f"environment {env_id} {statuses}", settled)
+
+
+@pytest.fixture
+def deployed_portal(real_node: kube.RealNode, tmp_path: Path) -> Iterator[Path]:
+    """deploy/ applied to the real node through an overlay (migrations first, as a rollout
+    should); its namespaces and cluster-wide objects removed afterwards."""
+    require_tool(kube.KUSTOMIZE.is_file(), f"kustomize at {kube.KUSTOMIZE} (make kustomize)")
+    api = real_node.client()
+    manifests = kube.kustomize_build(
+        overlay(tmp_path / "overlay", real_node, portal_database(real_node)))
+    try:
+        for manifest in manifests:
+            if manifest["kind"] != "Deployment":
+                kube.server_side_apply(api, manifest, "deploy-test")
+        job_log(real_node, "preview-portal-migrate")
+        for manifest in manifests:
+            if manifest["kind"] == "Deployment":
+                kube.server_side_apply(api, manifest, "deploy-test")
+        yield tmp_path
+    finally:
+        for manifest in manifests:
+            if manifest["kind"] in {"ClusterRole", "ClusterRoleBinding"}:
+                kube.resource(api, manifest["kind"]).delete(name=manifest["metadata"]["name"])
+        for name in (PORTAL_NAMESPACE, PREVIEWS_NAMESPACE):
+            kube.delete_namespace(api, name)
+
+
+def register_demo(node: kube.RealNode, repository_url: str) -> str:
+    """The demo project and an admin's API token in the deployed portal, by a Job of its image
+    with its settings (the migrations Job's pod); the Job's name."""
+    migrate = kube.resource(node.client(), "Job").get(
+        name="preview-portal-migrate", namespace=PORTAL_NAMESPACE).to_dict()
+    pod = migrate["spec"]["template"]
+    pod["metadata"] = {"labels": {"app.kubernetes.io/component": "register"}}
+    container = pod["spec"]["containers"][0]
+    container["name"] = "register"
+    container["args"] = ["python", "manage.py", "shell", "-c", REGISTER.format(url=repository_url)]
+    kube.resource(node.client(), "Job").create(namespace=PORTAL_NAMESPACE, body={
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "register-demo", "namespace": PORTAL_NAMESPACE},
+        "spec": {"backoffLimit": 0, "template": pod}})
+    return "register-demo"
+
+
+def test_the_portal_deployed_from_deploy_serves_and_deploys_a_preview_as_its_service_account(
+        real_node, deployed_portal, demo_repo, tmp_path):
+    node_address = urllib.parse.urlsplit(real_node.env()["PORTAL_POOL_MYSQL_URL"]).hostname
+    with served_repository(demo_repo, node_address, tmp_path / "git") as repository_url:
+        # While web and worker start.
+        registering = register_demo(real_node, repository_url)
+        commit = real_node.push_branch(str(demo_repo), "main", tmp_path)
+        wait_until("web and worker Ready", lambda: all(
+            deployment_ready(real_node, f"preview-portal-{name}") for name in ("web", "worker")))
+        portal = InClusterPortal(real_node, job_log(real_node, registering).splitlines()[-1])
+        assert portal.call("GET", "/healthz") == (200, b"ok\n")
+
+        status, body = portal.call("POST", "/api/v1/environments",
+                                   {"project": "demo", "branch": "main"})
+        assert status == 202, body
+        environment = portal.environment(json.loads(body)["id"], {"ready", "degraded", "failed"})
+    assert (environment["status"], environment["commit"]) == ("ready", commit), environment
+
+    deployments = kube.items(real_node.client(), "Deployment", PREVIEWS_NAMESPACE, OURS)
+    assert {d["metadata"]["labels"]["preview-portal/component"] for d in deployments} == {
+        "api", "web"}
+    # The deployed portal has no kubeconfig: only its ServiceAccount could have applied these.
+    assert {field["manager"] for d in deployments for field in d["metadata"]["managedFields"]
+            if field["operation"] == "Apply"} == {"preview-portal"}
+    assert all(pod["status"]["phase"] == "Running" for pod in
+               kube.items(real_node.client(), "Pod", PREVIEWS_NAMESPACE, OURS))
+
+    status, body = portal.call("DELETE", f"/api/v1/environments/{environment['id']}")
+    assert status in (200, 202), body
+    portal.environment(environment["id"], {"torn_down"})
+    assert pods(real_node, PREVIEWS_NAMESPACE) == []

@@ -1,6 +1,7 @@
 """A real Kubernetes API server for the tests: etcd, the control plane and kwok's simulated node,
 started and stopped by scripts/k8s-cluster (`make test` builds or reuses its binaries)."""
 
+import os
 import subprocess
 import sys
 from contextlib import suppress
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes import config
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError
@@ -16,6 +18,10 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "k8s-cluster"
 START_TIMEOUT = 180
 # The smoke Jobs' image on the test cluster (kwok runs no container: any name does).
 SMOKE_IMAGE = "ghcr.io/preview-portal/portal:test"
+# Renders deploy/; built from the Go module proxy by `make kustomize`, cached outside the
+# repository.
+KUSTOMIZE = Path(os.environ.get(
+    "KUSTOMIZE", Path.home() / ".cache/preview-portal/kustomize-v5.5.0/kustomize"))
 
 
 def missing() -> str:
@@ -64,6 +70,20 @@ def items(api: DynamicClient, kind: str, namespace: str | None, selector: str) -
     return list(found["items"])
 
 
+def kustomize_build(directory: Path) -> list[dict[str, Any]]:
+    """The manifests `kustomize build DIRECTORY` renders."""
+    output = subprocess.run([str(KUSTOMIZE), "build", str(directory)], capture_output=True,
+                            text=True, check=True, timeout=60).stdout
+    return [doc for doc in yaml.safe_load_all(output) if doc]
+
+
+def server_side_apply(api: DynamicClient, manifest: dict[str, Any], field_manager: str,
+                      dry_run: bool = False) -> None:
+    found = api.resources.get(api_version=manifest["apiVersion"], kind=manifest["kind"])
+    found.server_side_apply(body=manifest, namespace=manifest["metadata"].get("namespace"),
+                            field_manager=field_manager, dry_run="All" if dry_run else None)
+
+
 def delete_namespace(api: DynamicClient, name: str) -> None:
     with suppress(NotFoundError):
         resource(api, "Namespace").delete(name=name)
@@ -96,6 +116,19 @@ class RealNode(Cluster):
         """The demo's image of `checkout`, built with its Dockerfile, as the node pulls it."""
         self._script("push-demo", str(checkout), tag, timeout=600)
         return f"{self.env()['PORTAL_DEMO_IMAGE']}:{tag}"
+
+    def push_branch(self, repository: str, branch: str, scratch: Path) -> str:
+        """What CI does per commit: the head of `branch` built with its Dockerfile and pushed
+        as demo:{commit}; the commit."""
+        commit = subprocess.run(["git", "-C", repository, "rev-parse", branch], text=True,
+                                capture_output=True, check=True).stdout.strip()
+        checkout = scratch / commit
+        checkout.mkdir(parents=True)
+        archive = subprocess.run(["git", "-C", repository, "archive", commit],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(checkout)], input=archive, check=True)
+        self.push_demo(checkout, commit)
+        return commit
 
 
 def use_cluster(settings: Any, kubeconfig: Path, namespace: str, mode: str = "shared",
