@@ -1,9 +1,15 @@
-"""Launch latency on the local runtime: 10 launches through the JSON API of a real portal
-(web + worker subprocesses). Prints p50/p95 of request → ready, of the app's own start time
-(the rollout step: process spawn → first 2xx from its health path), and of the portal's own
-overhead (the difference).
+"""Launch latency: 10 launches through the JSON API of a real portal (web + worker
+subprocesses). Prints p50/p95 of request → ready, of each step, of what the app and its checks
+take, and of the portal's own overhead (the difference).
 
-    .venv/bin/python benchmarks/launch_latency.py [--launches 10]
+    .venv/bin/python benchmarks/launch_latency.py [--launches 10] [--runtime local|kubernetes]
+
+local (the default): the sqlite pool; the app's own time is the rollout step (process spawn →
+first 2xx from its health path).
+kubernetes: a real node started for the run (scripts/k8s-cluster start --real, its portal.env:
+the mysql pool on the node's MariaDB, the images in its registry; stopped at the end), each
+branch's demo image pushed first as CI would. The app's own time is the rollout step (image
+pull, container start, readiness) plus the smoke step (the smoke Job's pod and its checks).
 """
 
 import argparse
@@ -13,11 +19,14 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.support.kube import RealNode  # noqa: E402
 from tests.support.live import Portal, running_portal  # noqa: E402
 
 BRANCHES = ["main", "feature/checkout", "feature/ünïcode-✨"]
@@ -71,20 +80,47 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+# What the app and its checks take, per runtime: the rest is the portal's own.
+APP_STEPS = {"local": ("rollout",), "kubernetes": ("rollout", "smoke")}
+
+
+@contextmanager
+def portal_on(runtime: str, tmp: Path) -> Iterator[Portal]:
+    if runtime == "local":
+        with running_portal(tmp / "var") as portal:
+            yield portal
+        return
+    node = RealNode(tmp / "node")
+    node.start()
+    try:
+        # No ALB on the node: none of its annotations.
+        with running_portal(tmp / "var", **node.env(), PORTAL_RUNTIME="kubernetes",
+                            PORTAL_INGRESS_ANNOTATIONS="{}") as portal:
+            for branch in BRANCHES:
+                node.push_branch(str(tmp / "var" / "demo-repo"), branch, tmp / "images")
+            yield portal
+    finally:
+        node.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--launches", type=int, default=10)
+    parser.add_argument("--runtime", choices=sorted(APP_STEPS), default="local")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, running_portal(Path(tmp) / "var") as portal:
+    with tempfile.TemporaryDirectory() as tmp, portal_on(args.runtime, Path(tmp)) as portal:
         token = portal.manage("create_api_token", "admin").strip().splitlines()[-1]
         results = [one_launch(portal, token, BRANCHES[i % len(BRANCHES)])
                    for i in range(args.launches)]
     totals = [t for t, _ in results]
-    starts = [steps["rollout"] for _, steps in results]
-    rows = [("request -> ready", totals), ("app start (rollout)", starts),
-            ("portal overhead", [t - s for t, s in zip(totals, starts, strict=True)])]
+    app = [sum(steps[name] for name in APP_STEPS[args.runtime]) for _, steps in results]
+    rows = [("request -> ready", totals), (f"app ({' + '.join(APP_STEPS[args.runtime])})", app),
+            ("portal overhead", [t - s for t, s in zip(totals, app, strict=True)]),
+            # The queue, the worker taking the run, the branch resolved: no step counts them.
+            ("outside the steps", [t - sum(steps.values()) for t, steps in results])]
     rows += [(f"step {name}", [steps[name] for _, steps in results]) for name in results[0][1]]
-    print(f"launches: {len(results)} (local runtime, sqlite pool, 2 components each)")
+    pool = "sqlite" if args.runtime == "local" else "mysql"
+    print(f"launches: {len(results)} ({args.runtime} runtime, {pool} pool, 2 components each)")
     for name, values in rows:
         print(f"{name:>20}: p50 {percentile(values, 0.5):.3f}s  p95 {percentile(values, 0.95):.3f}s"
               f"  mean {statistics.mean(values):.3f}s")
