@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import time
 import urllib.error
@@ -370,3 +371,41 @@ def test_the_portal_deployed_from_deploy_serves_and_deploys_a_preview_as_its_ser
     assert status in (200, 202), body
     portal.environment(environment["id"], {"torn_down"})
     assert pods(real_node, PREVIEWS_NAMESPACE) == []
+
+
+# ---------------------------------------------------------------- the image cache
+
+
+def test_building_the_real_node_prunes_images_whose_source_is_no_longer_current(
+        tmp_path, monkeypatch):
+    require_tool(shutil.which("buildah") and Path("/usr/bin/docker-registry").exists(),
+                 "buildah and docker-registry (Debian packages)")
+    monkeypatch.setenv("PORTAL_K8S_CACHE", str(tmp_path / "cache"))
+    script = kube.cluster_script()
+    # This session's node uses another cache: nothing of it is at stake here.
+    monkeypatch.setattr(script, "BRIDGE", "pp-absent0")
+    script.IMAGES_DIR.mkdir(parents=True)
+    (tmp_path / "file").write_bytes(os.urandom(64 * 1024))
+
+    def image(name: str = "") -> str:
+        container = script.buildah("from", "scratch").strip()
+        script.buildah("copy", container, str(tmp_path / "file"), f"/{name or 'step'}")
+        return script.buildah("commit", "--rm", "--quiet", container, *filter(None, [name]))
+
+    old, current = (f"{script.REGISTRY}/demo:{tag}" for tag in ("old", "current"))
+    with script.Registry() as registry:
+        for name in (old, current):
+            image(name)
+            script.push(name, registry)
+    cached_step, stale_step = image().strip(), image().strip()
+    blobs = script.REGISTRY_STORAGE / "docker/registry/v2/blobs"
+    blobs_before = len(list(blobs.rglob("data")))
+
+    script.prune({current}, [cached_step[:11]])
+
+    left = json.loads(script.buildah("images", "--all", "--json", "--no-trunc"))
+    assert [name for found in left for name in found["names"] or []] == [current]
+    ids = {found["id"].removeprefix("sha256:") for found in left}
+    assert cached_step in ids and stale_step not in ids
+    assert script.pushed("demo", "current") and not script.pushed("demo", "old")
+    assert len(list(blobs.rglob("data"))) < blobs_before

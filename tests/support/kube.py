@@ -1,12 +1,15 @@
 """A real Kubernetes API server for the tests: etcd, the control plane and kwok's simulated node,
 started and stopped by scripts/k8s-cluster (`make test` builds or reuses its binaries)."""
 
+import importlib.machinery
+import importlib.util
 import os
 import subprocess
 import sys
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -22,6 +25,14 @@ SMOKE_IMAGE = "ghcr.io/preview-portal/portal:test"
 # repository.
 KUSTOMIZE = Path(os.environ.get(
     "KUSTOMIZE", Path.home() / ".cache/preview-portal/kustomize-v5.5.0/kustomize"))
+
+
+def cluster_script() -> ModuleType:
+    """scripts/k8s-cluster as a module, its settings read from the environment now."""
+    loader = importlib.machinery.SourceFileLoader("k8s_cluster", str(SCRIPT))
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    loader.exec_module(module)
+    return module
 
 
 def missing() -> str:
