@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import Case, Exists, OuterRef, QuerySet, Value, When
 from django.utils import timezone
 
-from environments import audit, crypto, services
+from environments import audit, crypto, taskqueue
 from environments.backends import get
 from environments.backends.pool import DbInfo
 from environments.models import (
@@ -169,7 +169,7 @@ def release_slot(environment: Environment) -> DbSlot | None:
         state=SlotState.RESETTING, environment=None, leased_at=None,
         resetting_since=timezone.now(),
     ):
-        services.enqueue_slot_reset(slot.pk)
+        taskqueue.enqueue_slot_reset(slot.pk)
     return slot
 
 
@@ -180,7 +180,7 @@ def ask_reset_again(slot: DbSlot) -> None:
                              resetting_since=slot.resetting_since).update(
         resetting_since=timezone.now()
     ):
-        services.enqueue_slot_reset(slot.pk)
+        taskqueue.enqueue_slot_reset(slot.pk)
 
 
 def finish_slot_reset(slot: DbSlot, secret: str = "", error: str = "") -> None:
@@ -199,14 +199,14 @@ def finish_slot_reset(slot: DbSlot, secret: str = "", error: str = "") -> None:
 def retry_failed_resets() -> int:
     stuck = DbSlot.objects.filter(state=SlotState.RESETTING).exclude(error="")
     for slot in stuck:
-        services.enqueue_slot_reset(slot.pk)
+        taskqueue.enqueue_slot_reset(slot.pk)
     return len(stuck)
 
 
 def wake_queued() -> None:
     """Hand freed slots to the oldest queued environments."""
     for run in runs_to_wake():
-        services.enqueue_run(run.pk)
+        taskqueue.enqueue_run(run.pk)
 
 
 def runs_to_wake() -> list[Run]:

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from environments import services
+from environments import taskqueue
 from environments.models import Environment, EnvironmentStatus, Run, RunKind, RunStatus
 
 _E = EnvironmentStatus
@@ -209,4 +209,4 @@ def start_next_run(environment_id: int) -> None:
     following = Run.objects.filter(environment_id=environment_id, status=_R.PENDING)
     nxt = following.order_by("id").first()
     if nxt:
-        services.enqueue_run(nxt.pk)
+        taskqueue.enqueue_run(nxt.pk)

@@ -21,7 +21,7 @@ from django_q.brokers import get_broker
 from django_q.brokers.orm import ORM
 from django_q.signing import SignedPackage
 
-from environments import audit, dbpool, services
+from environments import audit, dbpool, services, taskqueue
 from environments.audit import User
 from environments.backends import BackendError, get
 from environments.models import (
@@ -180,7 +180,7 @@ def find_expired_claims(now: datetime) -> list[Finding]:
         Finding(CLAIM, f"{run.kind} run {run.pk} of {run.environment}, "
                        f"claimed by {run.claimed_by or '?'}",
                 "resume it on a worker", environment=run.environment,
-                fix=partial(services.enqueue_run, run.pk))
+                fix=partial(taskqueue.enqueue_run, run.pk))
         for run in runs
     ]
 
@@ -189,7 +189,7 @@ def find_waiting_with_free_slots(now: datetime) -> list[Finding]:
     """Runs waiting for a DB slot while one is free: the wake-up when it freed was lost."""
     return [
         Finding(WAITING, f"{run.kind} run {run.pk} of {run.environment}", "wake it",
-                environment=run.environment, fix=partial(services.enqueue_run, run.pk))
+                environment=run.environment, fix=partial(taskqueue.enqueue_run, run.pk))
         for run in dbpool.runs_to_wake()
     ]
 
@@ -208,7 +208,7 @@ def find_runs_without_task(now: datetime) -> list[Finding]:
         Finding(NO_TASK, f"{run.kind} run {run.pk} of {run.environment}, pending since "
                          f"{run.created_at:%Y-%m-%d %H:%M} UTC",
                 "queue it", environment=run.environment,
-                fix=partial(services.enqueue_run, run.pk))
+                fix=partial(taskqueue.enqueue_run, run.pk))
         for run in runs if run.pk not in queued
     ]
 

@@ -10,11 +10,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from environments import audit, git, lifecycle, naming, roles
+from environments import audit, git, lifecycle, naming, roles, taskqueue
 from environments.audit import User
 from environments.backends import BackendError, get
 from environments.github import statuses
@@ -37,34 +36,6 @@ from environments.refused import Refused
 
 logger = logging.getLogger("preview_portal")
 _SHA = re.compile(r"[0-9a-f]{40}")
-
-
-def check_queue() -> None:
-    """Refused when the task queue cannot take a run: its task would fail after the commit,
-    leaving an environment that stays queued with nobody to deploy it."""
-    from django_q.signing import SignedPackage
-
-    try:
-        SignedPackage.dumps({"check": "queue"})
-    except ImproperlyConfigured as exc:  # tasks are signed with the secret key
-        raise Refused(f"the task queue cannot take runs ({exc}): set PORTAL_SECRET_KEY "
-                      "(or PORTAL_DEBUG=1 in development)", 503) from exc
-
-
-def enqueue_run(run_id: int) -> None:
-    from django_q.tasks import async_task
-
-    transaction.on_commit(
-        lambda: async_task("environments.tasks.execute_run", run_id, task_name=f"run-{run_id}")
-    )
-
-
-def enqueue_slot_reset(slot_id: int) -> None:
-    from django_q.tasks import async_task
-
-    transaction.on_commit(
-        lambda: async_task("environments.tasks.reset_slot", slot_id, task_name=f"slot-{slot_id}")
-    )
 
 
 def ttl_for(project: Project) -> timedelta:
@@ -480,12 +451,12 @@ def qa_signoff(environment: Environment, state: str, note: str, *, actor: User,
 
 def _create_run(environment: Environment, kind: str, actor: User, commit: str,
                 approved_by: str = "") -> Run:
-    check_queue()  # inside the caller's transaction: refused, nothing it made stays
+    taskqueue.check_queue()  # inside the caller's transaction: refused, nothing it made stays
     user = actor if actor is not None and actor.is_authenticated else None
     run = Run.objects.create(environment=environment, kind=kind, commit=commit, requested_by=user,
                              approved_by=approved_by)
     RunStep.objects.bulk_create(
         RunStep(run=run, position=i, name=name) for i, name in enumerate(STEPS_BY_KIND[kind])
     )
-    enqueue_run(run.pk)
+    taskqueue.enqueue_run(run.pk)
     return run

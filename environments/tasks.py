@@ -14,6 +14,7 @@ from environments import (
     pipeline,
     reconciler,
     services,
+    taskqueue,
 )
 from environments.backends import BackendError, get
 from environments.github import statuses
@@ -35,7 +36,7 @@ def resume_orphaned_runs(**signal: object) -> None:
     """As each worker starts: what killed workers of this machine left half-done goes on now,
     not when their claims expire."""
     for run_id in lifecycle.release_orphaned_claims(socket.gethostname(), _alive):
-        services.enqueue_run(run_id)
+        taskqueue.enqueue_run(run_id)
 
 
 def _alive(pid: int) -> bool:

@@ -12,7 +12,7 @@ import pytest
 from django.contrib.auth.models import User
 from moto.server import ThreadedMotoServer
 
-from environments import dbpool, demo, roles, services, tasks
+from environments import dbpool, demo, roles, taskqueue, tasks
 from environments.backends.runtime.local import LocalRuntime
 from environments.models import Project
 from tests.support import kube, shared
@@ -122,7 +122,7 @@ def deferred_runs(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
     """Runs are queued instead of run inline; the returned function works the queue off, so a
     test can deliver several events before any of them is carried out."""
     queued: list[int] = []
-    monkeypatch.setattr(services, "enqueue_run", queued.append)
+    monkeypatch.setattr(taskqueue, "enqueue_run", queued.append)
 
     def drain() -> None:
         while queued:

@@ -52,3 +52,11 @@ def test_the_webhook_calls_services_and_never_github_itself() -> None:
 
     assert "environments.github.client" not in imported
     assert "environments.services" in imported
+
+
+@pytest.mark.parametrize("module", ["dbpool", "lifecycle", "taskqueue", "datasets"])
+def test_the_portals_plumbing_does_not_import_services(module: str) -> None:
+    """services.py is the user's actions; queueing, the pool and the run lifecycle sit below."""
+    imported = imported_modules(ROOT / "environments" / f"{module}.py")
+
+    assert "environments.services" not in imported

@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 from django_q.conf import Conf
 
-from environments import reconciler, services
+from environments import reconciler, services, taskqueue
 from environments.models import EnvironmentStatus, Interface, Run, RunStatus
 from tests.support.live import ROOT, portal_env
 
@@ -54,10 +54,10 @@ def age(run: Run) -> None:
 def test_a_run_whose_task_never_reached_the_queue_is_deployed_after_the_next_pass(
         demo_project, pool_of, developer, monkeypatch) -> None:
     pool_of(1)
-    enqueue = services.enqueue_run
-    monkeypatch.setattr(services, "enqueue_run", lambda run_id: None)  # the task is lost
+    enqueue = taskqueue.enqueue_run
+    monkeypatch.setattr(taskqueue, "enqueue_run", lambda run_id: None)  # the task is lost
     environment = services.launch(demo_project, "main", actor=developer, interface=Interface.CLI)
-    monkeypatch.setattr(services, "enqueue_run", enqueue)
+    monkeypatch.setattr(taskqueue, "enqueue_run", enqueue)
     run = environment.runs.get()
 
     too_young = pass_findings()  # its task may still be on its way

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from environments import lifecycle, services, tasks
+from environments import lifecycle, taskqueue, tasks
 from environments.models import Run, RunKind, RunStatus
 from tests.support.api_client import ready_environment
 
@@ -32,7 +32,7 @@ def claimed_run(project, branch: str, owner, claimed_by: str) -> Run:
 def test_runs_of_killed_workers_of_this_machine_are_queued_again_at_once(
         demo_project, pool_of, developer, dead_pid, monkeypatch) -> None:
     queued: list[int] = []
-    monkeypatch.setattr(services, "enqueue_run", queued.append)
+    monkeypatch.setattr(taskqueue, "enqueue_run", queued.append)
     pool_of(3)
     host = socket.gethostname()
     orphan = claimed_run(demo_project, "main", developer, f"{host}:{dead_pid}:a1")

@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from django.http import HttpResponse
 from django.test import Client
 
-from environments import roles, services, tokens
+from environments import roles, taskqueue, tokens
 from environments.models import AuditEvent, DbSlot, Environment, Interface, Run
 from tests.support.api_client import call, ready_environment
 
@@ -64,7 +64,7 @@ def send(client: Client, user: User, interface: str, method: str, path: str,
 @pytest.mark.parametrize("who", WHO)
 def test_each_role_may_call_exactly_the_endpoints_its_role_allows(
         who, endpoint, request, client, monkeypatch, demo_project, pool_of):
-    monkeypatch.setattr(services, "enqueue_run", lambda run_id: None)
+    monkeypatch.setattr(taskqueue, "enqueue_run", lambda run_id: None)
     pool_of(2)
     user = request.getfixturevalue(who)
     environment = ready_environment(demo_project, "main", user)
@@ -103,7 +103,7 @@ def colleague() -> User:
 
 @pytest.fixture
 def pinned(monkeypatch, demo_project, pool_of, developer) -> Environment:
-    monkeypatch.setattr(services, "enqueue_run", lambda run_id: None)
+    monkeypatch.setattr(taskqueue, "enqueue_run", lambda run_id: None)
     pool_of(1)
     environment = ready_environment(demo_project, "main", developer)
     Environment.objects.filter(pk=environment.pk).update(pinned=True)

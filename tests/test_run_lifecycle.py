@@ -3,7 +3,7 @@ does not hold is refused with both statuses named, and nothing is written."""
 
 import pytest
 
-from environments import lifecycle, services, tasks
+from environments import lifecycle, services, taskqueue, tasks
 from environments.models import Environment, EnvironmentStatus, Interface, Run, RunStatus
 from environments.refused import Refused
 
@@ -58,13 +58,13 @@ def test_tearing_down_what_was_torn_down_meanwhile_is_a_409_that_changes_nothing
     assert [run.kind for run in environment.runs.order_by("id")] == ["deploy", "teardown"]
 
 
-def test_a_freed_slot_wakes_the_queue_through_services_enqueue_run(
+def test_a_freed_slot_wakes_the_queue_through_taskqueue_enqueue_run(
         demo_project, pool_of, developer, monkeypatch) -> None:
     """What the deferred_runs fixture patches: a woken run must wait for the test's drain too."""
     pool_of(1)
     first = launched(demo_project, "main", developer)
     queued: list[int] = []
-    monkeypatch.setattr(services, "enqueue_run", queued.append)
+    monkeypatch.setattr(taskqueue, "enqueue_run", queued.append)
     second = services.launch(demo_project, "feature/checkout", actor=developer,
                              interface=Interface.CLI)
     tasks.execute_run(queued.pop())  # no slot is free: it waits
