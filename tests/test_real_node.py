@@ -153,7 +153,9 @@ def test_a_redeploy_rolls_out_the_new_commits_image(
 
 def test_a_branch_that_crashes_at_start_fails_with_crashloopbackoff_and_its_last_lines(
         demo_on_the_node, real_node, developer, tmp_path, settings):
-    settings.PORTAL_READY_TIMEOUT = 45  # the demo's containers are up in 5-15 s here
+    # It fails at the first CrashLoopBackOff (~25 s here); on a fresh node the first pull of the
+    # branch's image comes first, and 45 s was once not enough for both.
+    settings.PORTAL_READY_TIMEOUT = 90
     real_node.push_branch(demo_on_the_node.repository, "broken/crash-on-start", tmp_path)
     environment = launch(demo_on_the_node, "broken/crash-on-start", developer)
     assert environment.status == EnvironmentStatus.FAILED, run_log(environment)
