@@ -78,17 +78,15 @@ kustomize: $(KUSTOMIZE)
 oidc-provider:
 	CACHE_DIR=$(CACHE_DIR) scripts/oidc-provider-install
 
-# Beside it, the pipeline, lease-concurrency, queue and kill -9 tests again as production runs the
-# portal: DATABASE_URL on a throwaway MariaDB, PORTAL_BROKER=redis on a throwaway redis-server
-# (its output follows the main run's; both must pass).
+# Then the pipeline, lease-concurrency, queue and kill -9 tests again as production runs the portal:
+# DATABASE_URL on a throwaway MariaDB, PORTAL_BROKER=redis on a throwaway redis-server.
 # pytest-xdist: most tests wait on servers and subprocesses, not the CPU, so four workers share
 # two cores (each starts its own MariaDB and test cluster when its tests need them; the real
-# node's tests keep to one worker), and the parity run's two more. Every run ends with its 15
-# slowest tests.
+# node's tests keep to one worker). Every run ends with its 15 slowest tests.
 PYTEST_WORKERS ?= 4
-PARITY_WORKERS ?= 2
 test: venv services k8s-cluster k8s-real-node kustomize oidc-provider lint
-	@parity_log=$$(mktemp); 	$(PY) scripts/parity-tests -n $(PARITY_WORKERS) --dist loadgroup >$$parity_log 2>&1 & 	parity=$$!; 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); main=$$?; 	wait $$parity; parity_status=$$?; 	echo "---- the parity run (scripts/parity-tests), beside the main run:"; cat $$parity_log; 	rm -f $$parity_log; 	echo "main run: exit $$main; parity run: exit $$parity_status"; 	[ $$main -eq 0 ] && [ $$parity_status -eq 0 ]
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) scripts/parity-tests -n $(PYTEST_WORKERS) --dist loadgroup
 
 # A first answer in a few minutes: everything but the browser, real-node and slow tests (see
 # tests/conftest.py), with whatever tools the machine has. CI runs `make test`.
