@@ -20,7 +20,6 @@ from environments.backends.runtime.manifests import RUNTIME_ROLE
 from environments.models import EnvironmentStatus, Interface, StepStatus
 from tests.support import kube
 from tests.support.runs import launch
-from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.django_db(transaction=True)
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
@@ -35,8 +34,6 @@ OURS = {"app.kubernetes.io/managed-by": "preview-portal"}
 
 
 def rendered(mode: str = "shared") -> list[dict[str, Any]]:
-    require_tool(kube.KUSTOMIZE.is_file(),
-                 f"kustomize at {kube.KUSTOMIZE} (make kustomize builds it)")
     return kube.kustomize_build(MODES[mode])
 
 
@@ -86,8 +83,6 @@ def test_rendered_manifests_pass_a_server_side_dry_run_apply(admin_api, mode):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_an_overlays_image_as_the_readme_writes_it_reaches_every_pod(mode, tmp_path):
-    require_tool(kube.KUSTOMIZE.is_file(),
-                 f"kustomize at {kube.KUSTOMIZE} (make kustomize builds it)")
     (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
         "resources": [os.path.relpath(MODES[mode], tmp_path)],
         "images": [{"name": "preview-portal", "newName": "registry.example/preview-portal",

@@ -4,8 +4,7 @@ test database, and every run is carried out exactly once."""
 
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from environments.models import (
     RunStatus,
 )
 from tests.support.live import ROOT, kill_previews, portal_env, stop_group
+from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 TIMEOUT = 120
@@ -55,13 +55,6 @@ def workers(monkeypatch: pytest.MonkeyPatch, isolated_var: Path) -> Iterator[Non
         log.close()
 
 
-def wait_for(done: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not done():
-        assert time.monotonic() < deadline, f"{what} not within {TIMEOUT} s"
-        time.sleep(0.3)
-
-
 def statuses(environments: list[Environment]) -> set[str]:
     """Their statuses once their runs have ended (a run notifies after the status is set)."""
     ids = [e.pk for e in environments]
@@ -76,14 +69,16 @@ def test_two_workers_deploy_and_tear_down_through_the_broker(workers, demo_proje
     branches = ("feature/checkout", demo.UNICODE_BRANCH)
     launched = [services.launch(demo_project, branch, actor=developer, interface=Interface.CLI)
                 for branch in branches]
-    wait_for(lambda: statuses(launched) == {EnvironmentStatus.READY}, "both ready")
+    wait_until("both ready", lambda: statuses(launched) == {EnvironmentStatus.READY}, TIMEOUT,
+               interval=0.3)
     leased = DbSlot.objects.filter(environment__in=launched).values_list("name", flat=True)
     assert len(set(leased)) == 2
 
     for environment in launched:
         environment.refresh_from_db()
         services.teardown(environment, actor=developer, interface=Interface.CLI)
-    wait_for(lambda: statuses(launched) == {EnvironmentStatus.TORN_DOWN}, "both torn down")
+    wait_until("both torn down", lambda: statuses(launched) == {EnvironmentStatus.TORN_DOWN},
+               TIMEOUT, interval=0.3)
     for environment in launched:
         runs = list(environment.runs.order_by("id").values_list("kind", "status"))
         assert runs == [("deploy", RunStatus.SUCCEEDED), ("teardown", RunStatus.SUCCEEDED)]

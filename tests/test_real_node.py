@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from environments.backends.runtime.kubernetes import KubernetesRuntime
 from environments.models import Environment, EnvironmentStatus, Interface, Project
 from tests.support import kube
 from tests.support.commits import commit_on
+from tests.support.polling import wait_until
 from tests.support.tools import require_tool
 from tests.support.web import serving
 
@@ -113,10 +114,7 @@ def test_the_demo_on_a_real_node_is_ready_its_smoke_jobs_pass_and_teardown_leave
     services.teardown(environment, actor=developer, interface=Interface.CLI)
     environment.refresh_from_db()
     assert environment.status == EnvironmentStatus.TORN_DOWN, run_log(environment)
-    deadline = time.monotonic() + 60
-    while pods(real_node, on_the_node) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert pods(real_node, on_the_node) == []
+    wait_until("no pod left", lambda: pods(real_node, on_the_node) == [], timeout=60)
 
 
 def web_page(node: kube.RealNode, namespace: str, key: str) -> str:
@@ -145,10 +143,8 @@ def test_a_redeploy_rolls_out_the_new_commits_image(
 
     assert environment.status == EnvironmentStatus.READY, run_log(environment)
     assert environment.commit == newer
-    deadline = time.monotonic() + 60
-    while "rolled out" not in web_page(real_node, on_the_node, environment.env_key):
-        assert time.monotonic() < deadline, "the old pod still answers"
-        time.sleep(0.5)
+    wait_until("the new pod answers", lambda: "rolled out" in web_page(
+        real_node, on_the_node, environment.env_key), timeout=60)
 
 
 def test_a_branch_that_crashes_at_start_fails_with_crashloopbackoff_and_its_last_lines(
@@ -238,16 +234,8 @@ def served_repository(repository: Path, address: str, directory: Path) -> Iterat
     subprocess.run(["git", "-C", str(bare), "update-server-info"], check=True)
     handler = functools.partial(QuietFiles, directory=str(directory))
     server = http.server.ThreadingHTTPServer((address, 0), handler)
-    with serving(server):
-        yield f"http://{address}:{server.server_address[1]}/demo.git"
-
-
-def wait_until(what: str, check: Callable[[], object], timeout: float = 180) -> object:
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"{what}: not in {timeout:.0f} s"
-        time.sleep(0.5)
-    return found
+    with serving(server) as url:
+        yield f"{url}/demo.git"
 
 
 def job_log(node: kube.RealNode, name: str) -> str:
@@ -304,7 +292,6 @@ class InClusterPortal:
 def deployed_portal(real_node: kube.RealNode, tmp_path: Path) -> Iterator[Path]:
     """deploy/ applied to the real node through an overlay (migrations first, as a rollout
     should); its namespaces and cluster-wide objects removed afterwards."""
-    require_tool(kube.KUSTOMIZE.is_file(), f"kustomize at {kube.KUSTOMIZE} (make kustomize)")
     api = real_node.client()
     manifests = kube.kustomize_build(
         overlay(tmp_path / "overlay", real_node, portal_database(real_node)))

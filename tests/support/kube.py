@@ -17,6 +17,8 @@ from kubernetes import config
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError
 
+from tests.support.tools import require_tool
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "k8s-cluster"
 START_TIMEOUT = 180
 # The smoke Jobs' image on the test cluster (kwok runs no container: any name does).
@@ -83,6 +85,7 @@ def items(api: DynamicClient, kind: str, namespace: str | None, selector: str) -
 
 def kustomize_build(directory: Path) -> list[dict[str, Any]]:
     """The manifests `kustomize build DIRECTORY` renders."""
+    require_tool(KUSTOMIZE.is_file(), f"kustomize at {KUSTOMIZE} (make kustomize builds it)")
     output = subprocess.run([str(KUSTOMIZE), "build", str(directory)], capture_output=True,
                             text=True, check=True, timeout=60).stdout
     return [doc for doc in yaml.safe_load_all(output) if doc]

@@ -17,11 +17,12 @@ def fetch(url: str, headers: dict[str, str] | None = None) -> bytes:
 
 @contextmanager
 def serving(server: BaseServer) -> Iterator[str]:
-    """`server` (bound to 127.0.0.1) answering on a thread until the block ends: its URL."""
+    """`server` answering on a thread until the block ends: its URL."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        host, port = server.server_address[:2]
+        yield f"http://{host}:{port}"
     finally:
         server.shutdown()
         server.server_close()
