@@ -62,8 +62,7 @@ def references(crash_template: Template, tmp_path_factory: pytest.TempPathFactor
 @pytest.mark.parametrize(("kind", "kill"), CASES, ids=[f"{k}:{' '.join(x)}" for k, x in CASES])
 def test_a_worker_killed_mid_run_is_resumed_to_the_undisturbed_end(
         kind: str, kill: list[str], portal: Portal, references: dict) -> None:
-    env_id = portal.prepare(kind)
-    portal.run(env_id, *kill)
+    env_id = portal.prepare(kind, *kill)
     time.sleep(CLAIM_SECONDS + 0.2)  # the dead worker's claim runs out
 
     state = portal.resume(env_id)  # the queued task is redelivered to a fresh worker
@@ -72,8 +71,8 @@ def test_a_worker_killed_mid_run_is_resumed_to_the_undisturbed_end(
 
 
 def test_a_teardown_during_a_deploy_wins_and_nothing_survives(portal: Portal) -> None:
-    env_id = portal.prepare(RunKind.DEPLOY)
-    portal.run(env_id, "--kill-before", "rollout")  # processes run, the deploy is unfinished
+    # Processes run, the deploy is unfinished.
+    env_id = portal.prepare(RunKind.DEPLOY, "--kill-before", "rollout")
     portal.call("manage.py", "teardown", str(env_id), "--user", "admin")
     time.sleep(CLAIM_SECONDS + 0.2)
 

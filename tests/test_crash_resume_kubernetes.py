@@ -73,8 +73,7 @@ def references(crash_template: Template, tmp_path_factory: pytest.TempPathFactor
 @pytest.mark.parametrize(("kind", "kill"), CASES, ids=[f"{k}:{' '.join(x)}" for k, x in CASES])
 def test_a_worker_killed_mid_run_on_kubernetes_is_resumed_to_the_undisturbed_end(
         kind: str, kill: list[str], portal: Portal, references: dict) -> None:
-    env_id = portal.prepare(kind)
-    portal.run(env_id, *kill)
+    env_id = portal.prepare(kind, *kill)
     time.sleep(CLAIM_SECONDS + 0.2)  # the dead worker's claim runs out
 
     state = portal.resume(env_id)

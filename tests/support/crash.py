@@ -2,6 +2,7 @@
 (tests/support/crash_worker.py) sharing a database, each case a copy of one prepared template."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -40,13 +41,13 @@ class Portal:
         assert done.returncode == (-9 if killed else 0), done.stderr[-3000:]
         return done.stdout
 
-    def prepare(self, kind: str) -> int:
+    def prepare(self, kind: str, *kill: str) -> int:
+        """The environment's id; given a kill point, its run of KIND was started by a worker
+        that was SIGKILLed there."""
         # A redeploy goes from the older commit of main to its head.
         commit = ["--commit", self.older_commit] if kind == RunKind.REDEPLOY else []
-        return int(self.call(WORKER, "prepare", kind, *commit).split()[-1])
-
-    def run(self, env_id: int, *kill: str) -> None:
-        self.call(WORKER, "run", str(env_id), *kill, killed=bool(kill))
+        out = self.call(WORKER, "prepare", kind, *commit, *kill, killed=bool(kill))
+        return int(re.search(r"^environment (\d+)$", out, re.MULTILINE).group(1))
 
     def resume(self, env_id: int) -> dict:
         return json.loads(self.call(WORKER, "resume", str(env_id)).splitlines()[-1])

@@ -2,10 +2,11 @@
 of its own against a portal database on disk:
 
     crash_worker.py prepare KIND [--commit SHA]
+                    [--kill-before STEP | --kill-after-last | --kill-mid-apply]
         launch demo:main, and for a redeploy or teardown run the deploy undisturbed first;
-        print the environment's id (the run of KIND waits in the queue)
-    crash_worker.py run ENV_ID [--kill-before STEP | --kill-after-last | --kill-mid-apply]
-        run its newest run as a django-q2 worker would, but SIGKILL this process at that point
+        print "environment ID" (the run of KIND waits in the queue); given a kill point,
+        then run that run as a django-q2 worker would, but SIGKILL this process at that point
+        (one process where two would each pay Django's start: the tests start a few hundred)
     crash_worker.py resume ENV_ID
         a fresh worker: execute every task waiting in the queue (redeliveries included), then
         print what exists, as JSON
@@ -70,15 +71,10 @@ def prepare(args: argparse.Namespace) -> None:
             services.launch(project, "main", actor=admin, interface="cli")
         else:
             services.teardown(environment, actor=admin, interface="cli")
-    print(environment.pk)
-
-
-def run(args: argparse.Namespace) -> None:
-    from environments import tasks
-    from environments.models import Run
-
-    arm(args)
-    tasks.execute_run(Run.objects.filter(environment_id=args.env_id).order_by("id").last().pk)
+    print("environment", environment.pk, flush=True)
+    if args.kill_before or args.kill_after_last or args.kill_mid_apply:
+        arm(args)
+        tasks.execute_run(environment.runs.order_by("id").last().pk)
 
 
 def resume(args: argparse.Namespace) -> None:
@@ -147,18 +143,16 @@ def main() -> None:
     preparer = commands.add_parser("prepare")
     preparer.add_argument("kind")
     preparer.add_argument("--commit")
-    runner = commands.add_parser("run")
-    runner.add_argument("env_id", type=int)
-    runner.add_argument("--kill-before")
-    runner.add_argument("--kill-after-last", action="store_true")
-    runner.add_argument("--kill-mid-apply", action="store_true")
+    preparer.add_argument("--kill-before")
+    preparer.add_argument("--kill-after-last", action="store_true")
+    preparer.add_argument("--kill-mid-apply", action="store_true")
     resumer = commands.add_parser("resume")
     resumer.add_argument("env_id", type=int)
     args = parser.parse_args()
     import django
 
     django.setup()
-    {"prepare": prepare, "run": run, "resume": resume}[args.command](args)
+    {"prepare": prepare, "resume": resume}[args.command](args)
 
 
 if __name__ == "__main__":
