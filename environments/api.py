@@ -3,6 +3,7 @@ written). Every endpoint takes a bearer token and checks the caller's role; ever
 `{"error": ..., "detail": ...}`. State changes go through environments.services only."""
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from django.conf import settings
@@ -10,7 +11,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Prefetch, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import reverse
-from ninja import Field, NinjaAPI, Query, Schema, Status
+from ninja import Field, NinjaAPI, Query, Schema, Status, Swagger
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
 from ninja.security import HttpBearer
 
@@ -38,12 +39,22 @@ RUNS_LISTED = 5
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 
+
+class OfflineSwagger(Swagger):
+    """Swagger UI from the portal's static files. ninja renders its offline page only when it
+    is an installed app (it is not: settings.NINJA_DIR), and otherwise a page that loads the UI
+    from a CDN: that page is rendered from this path, so it is the offline one."""
+
+    template_cdn = str(Path(Swagger.template_cdn).with_name("swagger.html"))
+
+
 api = NinjaAPI(
     title="Preview Portal API",
     version="1",
     description="Preview environments for every branch. Send `Authorization: Bearer <token>` "
     "(create one with `manage.py create_api_token USER`). Errors are "
     '`{"error": "...", "detail": ...}`.',
+    docs=OfflineSwagger(),
 )
 
 

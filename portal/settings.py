@@ -1,6 +1,7 @@
 """Settings for Preview Portal, read from environment variables (names: DESIGN.md)."""
 
 import os
+from importlib.util import find_spec
 from pathlib import Path
 
 import dj_database_url
@@ -35,9 +36,13 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_q",
-    "ninja",
     "environments",
 ]
+# django-ninja is not an installed app: those are imported by every process at start, and ninja
+# brings pydantic (~0.25 s of CPU each; workers and commands never serve the API). Its Swagger
+# UI's templates and static files are found where it is installed instead (find_spec imports
+# nothing), so the API docs stay offline.
+NINJA_DIR = Path(find_spec("ninja").origin).parent
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -57,7 +62,7 @@ WSGI_APPLICATION = "portal.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [BASE_DIR / "templates", NINJA_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -113,7 +118,7 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS = [BASE_DIR / "static", NINJA_DIR / "static"]
 # WhiteNoise serves static/ and the apps' files where they are (finders), so the read-only
 # image needs no collectstatic and no STATIC_ROOT (one it cannot find, it warns about).
 WHITENOISE_USE_FINDERS = True

@@ -442,7 +442,7 @@ def test_environment_lists_come_in_pages_with_links_and_a_total(client, demo_pro
 
 
 def test_the_api_docs_use_only_the_portals_own_static_files(client, db):
-    """Swagger UI comes with django-ninja (an installed app), so the docs work offline."""
+    """Swagger UI comes with django-ninja and is served as the portal's own: docs work offline."""
     page = client.get("/api/v1/docs").content.decode()
     assets = re.findall(r'(?:src|href)="([^"]+)"', page)
 
