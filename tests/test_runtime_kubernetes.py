@@ -580,18 +580,21 @@ class _Unavailable(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def kubeconfig_for(url: str, path: Path) -> Path:
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": url}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+    }))
+    return path
+
+
 @pytest.fixture
 def unavailable_api(tmp_path: Path) -> Iterator[Path]:
     with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Unavailable)) as url:
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "c",
-            "clusters": [{"name": "c", "cluster": {"server": url}}],
-            "users": [{"name": "u", "user": {"token": "t"}}],
-            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-        }))
         _Unavailable.calls = 0
-        yield kubeconfig
+        yield kubeconfig_for(url, tmp_path / "kubeconfig")
 
 
 def test_server_errors_are_retried_a_bounded_number_of_times_then_reported_retryable(
@@ -605,23 +608,34 @@ def test_server_errors_are_retried_a_bounded_number_of_times_then_reported_retry
     assert _Unavailable.calls == ATTEMPTS
 
 
+class _PodLog(http.server.BaseHTTPRequestHandler):
+    asked: list[str] = []
+
+    def do_GET(self) -> None:
+        type(self).asked.append(self.path)
+        body = b"the tail\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 def test_pod_logs_ask_the_api_server_for_the_last_lines_and_at_most_64_kib(
-        settings, unavailable_api: Path, monkeypatch: pytest.MonkeyPatch):
-    from environments.backends.runtime.kubernetes import KubernetesRuntime
+        settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), _PodLog)) as url:
+        settings.PORTAL_KUBECONFIG = str(kubeconfig_for(url, tmp_path / "kubeconfig"))
+        runtime = KubernetesRuntime()
+        pod = {"metadata": {"name": "web-1", "creationTimestamp": "2025-01-01T00:00:00Z"},
+               "spec": {"containers": [{"name": "web"}]}}
+        monkeypatch.setattr(runtime, "_list", lambda *args, **kwargs: [pod])
+        _PodLog.asked = []
 
-    settings.PORTAL_KUBECONFIG = str(unavailable_api)
-    runtime = KubernetesRuntime()
-    pod = {"metadata": {"name": "web-1", "creationTimestamp": "2025-01-01T00:00:00Z"},
-           "spec": {"containers": [{"name": "web"}]}}
-    monkeypatch.setattr(runtime, "_list", lambda *args, **kwargs: [pod])
-    asked: dict[str, object] = {}
-
-    def read_log(name: str, namespace: str, **options: object) -> str:
-        asked.update(options, name=name)
-        return "the tail"
-
-    monkeypatch.setattr(runtime.core, "read_namespaced_pod_log", read_log)
-
-    assert runtime.logs(naming.env_key("demo", "main"), "web", lines=200) == "the tail"
+        assert runtime.logs(naming.env_key("demo", "main"), "web", lines=200) == "the tail\n"
     # A log of a few huge lines (a minified dump, a binary) would otherwise be read whole.
-    assert (asked["name"], asked["tail_lines"], asked["limit_bytes"]) == ("web-1", 200, 65536)
+    namespace = runtime.placement(naming.env_key("demo", "main")).namespace
+    assert _PodLog.asked == [f"/api/v1/namespaces/{namespace}/pods/web-1/log?container=web"
+                             "&limitBytes=65536&previous=false&tailLines=200"]
