@@ -564,17 +564,22 @@ def test_reconcile_lists_then_removes_orphans_and_keeps_live_environments(
     assert "no orphans" in out.getvalue()
 
 
+def reply(handler: http.server.BaseHTTPRequestHandler, status: int, content_type: str,
+          body: bytes) -> None:
+    handler.send_response(status)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 class _Unavailable(http.server.BaseHTTPRequestHandler):
     calls = 0
 
     def do_GET(self) -> None:
         type(self).calls += 1
-        body = json.dumps({"kind": "Status", "message": "etcd leader changed"}).encode()
-        self.send_response(503)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        reply(self, 503, "application/json",
+              json.dumps({"kind": "Status", "message": "etcd leader changed"}).encode())
 
     def log_message(self, *args: object) -> None:
         pass
@@ -613,12 +618,7 @@ class _PodLog(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         type(self).asked.append(self.path)
-        body = b"the tail\n"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        reply(self, 200, "text/plain", b"the tail\n")
 
     def log_message(self, *args: object) -> None:
         pass
