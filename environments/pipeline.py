@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from django.conf import settings
-from django.urls import reverse
 from django.utils import timezone
 
 from environments import (
@@ -19,6 +18,7 @@ from environments import (
     dbpool,
     git,
     lifecycle,
+    links,
     naming,
     redact,
     services,
@@ -128,7 +128,7 @@ def exposed_hosts(environment: Environment) -> list[str]:
 
 
 def portal_url(environment: Environment) -> str:
-    return settings.PORTAL_BASE_URL + reverse("environment", args=[environment.pk])
+    return links.page_url("environment", environment.pk)
 
 
 # The steps.

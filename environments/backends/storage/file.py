@@ -7,8 +7,8 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core import signing
-from django.urls import reverse
 
+from environments import links
 from environments.backends import BackendError
 from environments.backends.storage import Reports
 
@@ -41,7 +41,7 @@ class FileReports(Reports):
     def url(self, key: str) -> str:
         signature = _signer().sign(key).removeprefix(key + SEP)
         query = urlencode({"signature": signature})
-        return f"{settings.PORTAL_BASE_URL}{reverse('report', args=[key])}?{query}"
+        return links.page_url("report", key, query=query)
 
     def link_valid(self, key: str, signature: str) -> bool:
         """The link to `key` was signed by this portal less than PORTAL_REPORT_LINK_HOURS
