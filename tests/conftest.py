@@ -2,7 +2,9 @@
 and tasks run inline (django-q2 sync mode) unless a test starts real workers."""
 
 import itertools
+import json
 import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +28,7 @@ from tests.support.route53 import DOMAIN
 from tests.support.tools import require_tool
 from tests.support.users import make_user
 
+KUBE_CLUSTER = "kube-cluster.json"  # where the shared test cluster is (run_dir)
 # Whole portals started, workers killed at every step, or branches run in the sandbox.
 SLOW_MODULES = {"test_crash_resume", "test_crash_resume_kubernetes", "test_sandbox",
                 "test_web_restart", "test_parity_workers"}
@@ -156,22 +159,42 @@ def page(browser):
 
 
 @pytest.fixture(scope="session")
-def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kube.Cluster]:
+def kube_cluster(run_dir: Path) -> kube.Cluster:
+    """The run's test cluster, shared by every worker (each test in namespaces of its own):
+    started by the first worker that needs it, stopped when the run ends (pytest_sessionfinish).
+    One API server, etcd and controller manager instead of one per worker: ~25 s of CPU each."""
     lacking = kube.missing()
     require_tool(not lacking, f"the test Kubernetes cluster ({lacking})")
-    cluster = kube.Cluster(tmp_path_factory.mktemp("kube"))
-    cluster.start()
-    yield cluster
-    cluster.stop()
+
+    def start() -> str:
+        cluster = kube.Cluster(Path(tempfile.mkdtemp(prefix="kube-", dir=run_dir)))
+        try:
+            cluster.start()
+        except BaseException:
+            cluster.stop()
+            raise
+        return str(cluster.directory)
+
+    return kube.Cluster(Path(shared.once(run_dir / KUBE_CLUSTER, start)))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The controller (or a run without xdist) stops the cluster its workers shared."""
+    if hasattr(session.config, "workerinput"):
+        return
+    # The run directory of run_dir below: xdist gives each worker a directory in it.
+    record = session.config._tmp_path_factory.getbasetemp() / KUBE_CLUSTER
+    if record.exists():
+        kube.Cluster(Path(json.loads(record.read_text()))).stop()
 
 
 _namespaces = itertools.count(1)
 
 
 @pytest.fixture
-def kubernetes_runtime(settings, kube_cluster: kube.Cluster) -> Iterator[str]:
+def kubernetes_runtime(settings, kube_cluster: kube.Cluster, worker_id: str) -> Iterator[str]:
     """The kubernetes runtime on the test cluster, in a namespace of this test's own."""
-    namespace = f"previews-t{next(_namespaces)}"
+    namespace = f"previews-{worker_id}-t{next(_namespaces)}"
     kube.use_cluster(settings, kube_cluster.kubeconfig, namespace)
     # No container really runs on kwok's node: one smoke attempt shows that soon enough.
     settings.PORTAL_SMOKE_ATTEMPTS = 1

@@ -34,8 +34,9 @@ CASES = [(kind, kill) for kind in EXPECTED for kill in boundaries(kind)]
 _namespaces = itertools.count(1)
 
 
-def on_cluster(template: Template, var: Path, cluster: kube.Cluster) -> tuple[Portal, str]:
-    namespace = f"crash-{next(_namespaces)}"
+def on_cluster(template: Template, var: Path, cluster: kube.Cluster,
+               worker_id: str) -> tuple[Portal, str]:
+    namespace = f"crash-{worker_id}-{next(_namespaces)}"  # the cluster is the whole run's
     portal = copy_of(template, var, PORTAL_RUNTIME="kubernetes",
                      PORTAL_KUBECONFIG=str(cluster.kubeconfig), PORTAL_K8S_NAMESPACE=namespace,
                      PORTAL_SMOKE_ATTEMPTS="1", PORTAL_READY_TIMEOUT="90",
@@ -44,22 +45,23 @@ def on_cluster(template: Template, var: Path, cluster: kube.Cluster) -> tuple[Po
 
 
 @pytest.fixture
-def portal(crash_template: Template, tmp_path: Path,
-           kube_cluster: kube.Cluster) -> Iterator[Portal]:
-    found, namespace = on_cluster(crash_template, tmp_path / "crash-var", kube_cluster)
+def portal(crash_template: Template, tmp_path: Path, kube_cluster: kube.Cluster,
+           worker_id: str) -> Iterator[Portal]:
+    found, namespace = on_cluster(crash_template, tmp_path / "crash-var", kube_cluster,
+                                  worker_id)
     yield found
     kube.delete_namespace(kube_cluster.client(), namespace)  # frees the node for later cases
 
 
 @pytest.fixture(scope="session")
 def references(crash_template: Template, tmp_path_factory: pytest.TempPathFactory,
-               kube_cluster: kube.Cluster, run_dir: Path) -> dict[str, dict]:
+               kube_cluster: kube.Cluster, run_dir: Path, worker_id: str) -> dict[str, dict]:
     """Where an undisturbed run of each kind ends (found once per run)."""
     def build() -> dict[str, dict]:
         found = {}
         for kind in EXPECTED:
             var = tmp_path_factory.mktemp(f"kube-reference-{kind}") / "var"
-            portal, namespace = on_cluster(crash_template, var, kube_cluster)
+            portal, namespace = on_cluster(crash_template, var, kube_cluster, worker_id)
             try:
                 found[kind] = portal.resume(portal.prepare(kind))
             finally:

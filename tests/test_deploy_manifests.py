@@ -21,7 +21,9 @@ from environments.models import EnvironmentStatus, Interface, StepStatus
 from tests.support import kube
 from tests.support.runs import launch
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Its namespaces, ClusterRoles and per-environment namespaces have fixed names on the run's one
+# cluster: one worker runs them (with the runtime's own per-environment test).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.xdist_group("cluster_wide")]
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 PORTAL_NAMESPACE, PREVIEWS_NAMESPACE = "preview-portal", "previews"
 ACCOUNT = "preview-portal"

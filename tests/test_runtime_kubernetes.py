@@ -358,6 +358,9 @@ def test_an_environment_keyed_under_the_old_rule_keeps_its_objects_and_hosts_on_
                     + naming.env_key("demo", "main")) == []
 
 
+# Its inventory is every namespace of the portal's label on the cluster: no other test of the run
+# may make one meanwhile (tests/test_deploy_manifests.py's, in the same group).
+@pytest.mark.xdist_group("cluster_wide")
 def test_per_environment_namespace_holds_everything_and_goes_with_teardown(
         settings, kubernetes_runtime, demo_project, pool_of, developer, api):
     settings.PORTAL_K8S_NAMESPACE_MODE = "per-environment"
