@@ -24,6 +24,7 @@ from environments.models import Environment, EnvironmentStatus, Interface, StepS
 from environments.smoke import runner
 from tests.support import kube
 from tests.support.commits import commit_on
+from tests.support.polling import wait_until
 from tests.support.web import serving
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -364,6 +365,9 @@ def test_an_environment_keyed_under_the_old_rule_keeps_its_objects_and_hosts_on_
 def test_per_environment_namespace_holds_everything_and_goes_with_teardown(
         settings, kubernetes_runtime, demo_project, pool_of, developer, api):
     settings.PORTAL_K8S_NAMESPACE_MODE = "per-environment"
+    # An earlier test's namespaces may still be terminating (deleting one is asynchronous).
+    wait_until("no namespace of the portal's label on the cluster",
+               lambda: not kube.items(api, "Namespace", None, OURS), timeout=60)
     pool_of(1)
     environment = launch(demo_project, demo.UNICODE_BRANCH, developer)
     namespace = naming.object_name(kubernetes_runtime, environment.env_key)
