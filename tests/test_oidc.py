@@ -26,6 +26,8 @@ ACCOUNTS = {
     "bob": {"name": "Bob Quinn", "email": "bob@example.com", "groups": ["qa-team", "developers"]},
     "carol": {"name": "Carol Mark", "email": "carol@example.com", "groups": ["marketing"]},
 }
+# One worker runs the module: each worker would start its own provider and portal (sign_on).
+pytestmark = pytest.mark.xdist_group("oidc")
 
 
 @dataclass(frozen=True)
