@@ -81,8 +81,9 @@ oidc-provider:
 # Then the pipeline, lease-concurrency, queue and kill -9 tests again as production runs the portal:
 # DATABASE_URL on a throwaway MariaDB, PORTAL_BROKER=redis on a throwaway redis-server.
 # pytest-xdist: most tests wait on servers and subprocesses, not the CPU, so four workers share
-# two cores (each starts its own MariaDB and test cluster when its tests need them; the real
-# node's tests keep to one worker). Every run ends with its 15 slowest tests.
+# two cores (each starts its own MariaDB when its tests need one, and the first to need it the
+# run's test cluster; the real node's tests keep to one worker). Every run ends with its 15
+# slowest tests.
 PYTEST_WORKERS ?= 4
 test: venv services k8s-cluster k8s-real-node kustomize oidc-provider lint
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
